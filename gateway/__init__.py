@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway: tenants and keys, the adapter registry, engine supervision, the APIs."""

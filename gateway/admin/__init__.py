@@ -1,0 +1,1 @@
+"""The admin API under /admin (admin key): tenants, keys, adapters and their lifecycle."""

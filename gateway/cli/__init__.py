@@ -1,0 +1,1 @@
+"""The `loraflow` command (typer + rich)."""

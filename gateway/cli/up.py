@@ -1,0 +1,187 @@
+"""`loraflow up`: the gateway in front of a supervised vLLM engine (or attached to running ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from importlib.metadata import entry_points
+from typing import Annotated
+
+import httpx
+import typer
+import uvicorn
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.panel import Panel
+from rich.syntax import Syntax
+
+from gateway import keys, tenants
+from gateway.app import create_app
+from gateway.child_process import ChildProcess
+from gateway.cli.client import gateway_url
+from gateway.dev_keys import with_dev_keys
+from gateway.settings import Settings, load_settings
+from gateway.store.db import make_engine, make_sessions, migrate
+
+out = Console()
+DEMO_TENANT = "demo"
+
+
+def up(
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1; LORAFLOW_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default 8000; LORAFLOW_PORT).")] = None,
+    engine_url: Annotated[
+        list[str] | None,
+        typer.Option("--engine-url", help="Attach to this running vLLM instead of starting one; repeat for several."),
+    ] = None,
+    base_model: Annotated[
+        str | None, typer.Option(help="Hugging Face id or path; 'demo' builds the demo model.")
+    ] = None,
+) -> None:
+    """Start the gateway (and, unless --engine-url is given, a vLLM engine it supervises)."""
+    overrides: dict[str, object] = {
+        k: v for k, v in {"host": host, "port": port, "base_model": base_model}.items() if v
+    }
+    if engine_url:
+        overrides["engine"] = {"urls": engine_url}
+    settings = with_dev_keys(load_settings(**overrides))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    if settings.managed_engine:
+        _require_engine()
+        if settings.is_demo_model:
+            _build_demo_model(settings)
+    demo_key = _demo_key(settings) if settings.env == "development" else None
+    scheduler = _start_scheduler(settings) if settings.training.run_scheduler and _trainer_installed() else None
+    _banner(settings, demo_key, scheduler)
+    threading.Thread(target=_announce_ready, args=(gateway_url(settings), settings), daemon=True).start()
+    try:
+        # uvicorn re-raises Ctrl-C after its graceful shutdown (which stopped the engine): nothing left to do.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+            )
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+    out.print("[dim]loraflow stopped, and everything it started.[/]")
+
+
+def _trainer_installed() -> bool:
+    return importlib.util.find_spec("apscheduler") is not None and any(
+        entry.name == "trainer" for entry in entry_points(group="loraflow.commands")
+    )
+
+
+def _start_scheduler(settings: Settings) -> ChildProcess:
+    """The trainer's scheduler as a supervised child: it reaches this gateway over HTTP, like from anywhere else."""
+    assert settings.admin_key is not None
+    env = {
+        **os.environ,
+        "LORAFLOW_GATEWAY_URL": gateway_url(settings),
+        "LORAFLOW_ADMIN_KEY": settings.admin_key.get_secret_value(),
+        "LORAFLOW_DATABASE_URL": settings.sqlalchemy_url,
+        "LORAFLOW_VAR_DIR": str(settings.var_dir),
+    }
+    child = ChildProcess(
+        "scheduler",
+        [sys.executable, "-m", "gateway.cli", "scheduler"],
+        env,
+        settings.var_dir / "logs" / "scheduler.log",
+    )
+    threading.Thread(target=asyncio.run, args=(child.supervise(),), daemon=True, name="scheduler-supervisor").start()
+    return child
+
+
+def _require_engine() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        out.print(
+            "[red]vLLM is not installed.[/] `make run` installs it; or `pip install 'loraflow[engine-cpu]'` "
+            "(no GPU) / `'loraflow[engine-cuda]'`; or attach to a running engine with --engine-url."
+        )
+        raise typer.Exit(2)
+
+
+def _build_demo_model(settings: Settings) -> None:
+    """Built by the trainer's code in a child process: the gateway never imports the trainer (DESIGN.md)."""
+    with out.status("Preparing the demo base model (built once, then cached)…"):
+        result = subprocess.run(
+            [sys.executable, "-m", "trainer.demo_model", settings.base_model_path], capture_output=True, text=True
+        )
+    if result.returncode != 0:
+        out.print(f"[red]Could not build the demo model:[/]\n{result.stderr[-2000:]}")
+        raise typer.Exit(1)
+    out.print(f"[green]✓[/] demo base model at {settings.base_model_path}")
+
+
+def _demo_key(settings: Settings) -> str:
+    """A demo tenant and its key, kept in var/demo-key (development only) so every `up` can show it."""
+    db = make_engine(settings.sqlalchemy_url)
+    migrate(db)
+    key_file = settings.var_dir / "demo-key"
+    try:
+        with make_sessions(db)() as session:
+            if session.get(tenants.Tenant, DEMO_TENANT) is None:
+                tenants.create_tenant(session, DEMO_TENANT, "Demo tenant")
+            if key_file.is_file():
+                key = key_file.read_text().strip()
+                if tenants.find_active_key(session, keys.hash_key(key)) is not None:
+                    return key
+            _, key = tenants.create_key(session, DEMO_TENANT, name="demo key (loraflow up)")
+    finally:
+        db.dispose()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+def _banner(settings: Settings, demo_key: str | None, scheduler: ChildProcess | None) -> None:
+    url = gateway_url(settings)
+    engine = "starting vLLM (log: " + str(settings.var_dir / "logs" / "engine.log") + ")"
+    if not settings.managed_engine:
+        engine = "attached to " + ", ".join(settings.engine.urls)
+    dev_key_file = settings.env == "development" and not os.environ.get("LORAFLOW_ADMIN_KEY")
+    admin_key = settings.var_dir / "admin-key" if dev_key_file else "LORAFLOW_ADMIN_KEY"
+    lines = [
+        f"[bold]Gateway[/]     {url}/v1",
+        f"[bold]Base model[/]  {settings.public_model_name}",
+        f"[bold]Engine[/]      {engine}",
+        f"[bold]Admin key[/]   {admin_key}",
+    ]
+    if scheduler is not None:
+        lines.append(f"[bold]Scheduler[/]   retraining on each tenant's schedule (log: {scheduler.log_path})")
+    if demo_key:
+        lines.append(f"[bold]Demo key[/]    {demo_key}  (tenant '{DEMO_TENANT}')")
+    out.print(Panel("\n".join(lines), title="loraflow", subtitle="Ctrl-C stops everything", expand=False))
+    snippet = (
+        "from openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{url}/v1", api_key="{demo_key or "<your key>"}")\n'
+        "reply = client.chat.completions.create(\n"
+        f'    model="{settings.public_model_name}", messages=[{{"role": "user", "content": "Hello"}}]\n'
+        ")\nprint(reply.choices[0].message.content)"
+    )
+    out.print(Syntax(snippet, "python", theme="ansi_dark", background_color="default"))
+
+
+def _announce_ready(url: str, settings: Settings) -> None:
+    started = time.monotonic()
+    deadline = started + settings.engine.start_timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                out.print(f"[green]✓ ready[/] after {time.monotonic() - started:.0f} s — {url}/v1")
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    out.print(f"[red]Not ready after {settings.engine.start_timeout_s:.0f} s[/]; see {settings.var_dir / 'logs'}")

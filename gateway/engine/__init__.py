@@ -1,0 +1,1 @@
+"""The vLLM engines behind the gateway: their management routes, a supervised child process, and the pool."""

@@ -1,0 +1,123 @@
+"""Prometheus metrics: requests, latency, time to first token, tokens, per-adapter-version counts, engine state.
+
+Each app has its own registry (several apps can live in one test process); engine state is read at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.engine.pool import EnginePool
+    from gateway.openai.serving import Exchange
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "loraflow_http_requests_total", "HTTP requests by route and status.", ["route", "status"], registry=r
+        )
+        self.completions = Counter(
+            "loraflow_completions_total",
+            "Completions by endpoint and outcome.",
+            ["endpoint", "stream", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "loraflow_completion_duration_seconds", "Completion latency, end to end.", ["endpoint", "stream"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            "loraflow_time_to_first_token_seconds", "Time to the first generated token.", ["endpoint", "stream"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tokens = Counter("loraflow_tokens_total", "Tokens processed.", ["kind"], registry=r)
+        self.adapter_requests = Counter(
+            "loraflow_adapter_version_requests_total", "Completions per tenant and model version served.",
+            ["tenant", "model"], registry=r,
+        )  # fmt: skip
+
+    def observe(self, exchange: Exchange) -> None:
+        stream = "true" if exchange.stream else "false"
+        self.completions.labels(exchange.endpoint, stream, exchange.outcome).inc()
+        self.latency.labels(exchange.endpoint, stream).observe(exchange.latency_s)
+        if exchange.ttft_s is not None:
+            self.ttft.labels(exchange.endpoint, stream).observe(exchange.ttft_s)
+        usage = exchange.usage or {}
+        self.tokens.labels("prompt").inc(usage.get("prompt_tokens") or 0)
+        self.tokens.labels("completion").inc(usage.get("completion_tokens") or 0)
+        self.adapter_requests.labels(exchange.caller.tenant_id, exchange.target.public_model).inc()
+
+    def watch_engines(self, pool: EnginePool) -> None:
+        self.registry.register(_EngineCollector(pool))
+
+    def watch(self, collect: Callable[[], Iterable[Any]]) -> None:
+        """Add metrics computed at scrape time (other parts' state: the record's writer, ...)."""
+        self.registry.register(_FunctionCollector(collect))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, pool: EnginePool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        up = GaugeMetricFamily("loraflow_engine_up", "1 when the engine answers its health check.", labels=["engine"])
+        ready = GaugeMetricFamily(
+            "loraflow_engine_ready", "1 when it also holds every wanted adapter.", labels=["engine"]
+        )
+        loaded = GaugeMetricFamily(
+            "loraflow_engine_adapters_loaded", "Adapters loaded in the engine.", labels=["engine"]
+        )
+        inflight = GaugeMetricFamily("loraflow_engine_inflight_requests", "Requests running on it.", labels=["engine"])
+        for engine in self._pool.engines:
+            up.add_metric([engine.url], float(engine.up))
+            ready.add_metric([engine.url], float(engine.ready))
+            loaded.add_metric([engine.url], len(engine.loaded))
+            inflight.add_metric([engine.url], engine.inflight)
+        return [up, ready, loaded, inflight]
+
+
+class _FunctionCollector(Collector):
+    def __init__(self, collect: Callable[[], Iterable[Any]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterable[Any]:
+        return self._collect()
+
+
+class HTTPMetricsMiddleware:
+    """Counts every HTTP request by route template and status; pure ASGI, so streams pass untouched."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_and_watch(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            route = scope.get("route")
+            self.metrics.http_requests.labels(getattr(route, "path", "unmatched"), str(status)).inc()

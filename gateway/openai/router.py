@@ -1,0 +1,61 @@
+"""Routes of the OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from gateway.deps import CallerDep, GatewayDep
+from gateway.errors import ModelNotFound
+from gateway.openai.protocol import Model, ModelList
+from gateway.retrieval_service import embedding_model_name
+
+router = APIRouter(prefix="/v1")
+
+
+# The two hot routes take only the request: FastAPI's dependency solving costs about 0.4 ms of CPU per request
+# (measured), a fifth of what the gateway spends on one; they authenticate as `get_caller` does.
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    gw = request.app.state.gateway
+    return await gw.completions.complete("chat", request, await gw.keys.verify(request.headers.get("authorization")))
+
+
+@router.post("/completions")
+async def completions(request: Request) -> Response:
+    gw = request.app.state.gateway
+    caller = await gw.keys.verify(request.headers.get("authorization"))
+    return await gw.completions.complete("completion", request, caller)
+
+
+@router.get("/models")
+async def list_models(caller: CallerDep, gw: GatewayDep) -> ModelList:
+    return ModelList(data=visible_models(gw, caller.tenant_id))
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, caller: CallerDep, gw: GatewayDep) -> Model:
+    for model in visible_models(gw, caller.tenant_id):
+        if model.id == model_id:
+            return model
+    raise ModelNotFound(model_id)
+
+
+def visible_models(gw: GatewayDep, tenant_id: str) -> list[Model]:
+    """The base model, then the tenant's aliases that serve something, then its versions: nothing of others.
+    With retrieval on, the embedding model too (for /v1/embeddings)."""
+    catalog = gw.catalog.current
+    base = gw.settings.public_model_name
+    models = [Model(id=base, created=gw.started_at, owned_by="loraflow")]
+    if gw.retrieval is not None:
+        models.append(Model(id=embedding_model_name(gw.settings.retrieval), created=gw.started_at, owned_by="loraflow"))
+    for alias in catalog.tenant_aliases(tenant_id):  # an alias with nothing promoted yet serves the base model
+        models.append(Model(id=alias.alias, created=gw.started_at, owned_by=tenant_id, parent=base))
+    for version in catalog.tenant_versions(tenant_id):
+        if version.state != "registered":
+            models.append(
+                Model(id=version.public_name, created=version.created, owned_by=tenant_id, parent=version.alias)
+            )
+    return models

@@ -1,0 +1,140 @@
+"""Relaying an engine's SSE stream: split it into events, put the client's names back, keep a transcript.
+
+The engine names its response after the opaque adapter name and its own request id; the client must see the model
+it asked for and the completion id the record keeps. The rewrite is a byte replacement of two JSON members
+(the engine writes compact JSON), with a parse-and-dump fallback if that ever stops matching.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.responses import StreamingResponse
+
+DONE = b"data: [DONE]"
+
+
+@dataclass
+class Transcript:
+    """What a stream carried, assembled for the record once the stream is over."""
+
+    events: list[bytes] = field(default_factory=list)
+    first_token_at: float | None = None
+
+    def summary(self) -> tuple[str, str | None, dict[str, Any] | None]:
+        """(response text of choice 0, its finish reason, usage)."""
+        text: list[str] = []
+        finish_reason = None
+        usage = None
+        for event in self.events:
+            try:
+                chunk = json.loads(event[6:])
+            except ValueError:
+                continue
+            if not isinstance(chunk, dict):
+                continue
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or ():
+                if choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta")
+                piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                if piece:
+                    text.append(piece)
+                finish_reason = choice.get("finish_reason") or finish_reason
+        return "".join(text), finish_reason, usage
+
+
+class SSERelay:
+    """Feeds on upstream bytes, returns whole events ready for the client (each ending in a blank line)."""
+
+    def __init__(self, completion_id: str, public_model: str, engine_model: str, *, client_wants_usage: bool) -> None:
+        self.completion_id = completion_id
+        self.public_model = public_model
+        self._model_from = f'"model":"{engine_model}"'.encode()
+        self._model_to = json.dumps({"model": public_model}, separators=(",", ":"))[1:-1].encode()
+        self._id_from: bytes | None = None
+        self._id_to = f'"id":"{completion_id}"'.encode()
+        self._client_wants_usage = client_wants_usage
+        self._buffer = b""
+        self.transcript = Transcript()
+        self.done = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        out = []
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                return out
+            event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            event = event.rstrip(b"\r")
+            if event.startswith(DONE):
+                self.done = True
+                out.append(DONE + b"\n\n")
+            elif event.startswith(b"data: "):
+                rewritten = self._rewrite(event)
+                if rewritten is not None:
+                    out.append(rewritten + b"\n\n")
+            elif event:  # comments and other fields pass unchanged
+                out.append(event + b"\n\n")
+
+    def _rewrite(self, event: bytes) -> bytes | None:
+        if self._id_from is None:
+            self._id_from = _upstream_id(event)
+        self.transcript.events.append(event)
+        if self.transcript.first_token_at is None and _carries_text(event):
+            self.transcript.first_token_at = time.perf_counter()
+        usage_only = b'"choices":[]' in event and b'"usage":' in event
+        if usage_only and not self._client_wants_usage:
+            return None  # we asked the engine for usage for the record; the client did not
+        if self._id_from and self._id_from in event and self._model_from in event:
+            return event.replace(self._id_from, self._id_to, 1).replace(self._model_from, self._model_to, 1)
+        return self._rewrite_slowly(event)
+
+    def _rewrite_slowly(self, event: bytes) -> bytes:
+        try:
+            chunk = json.loads(event[6:])
+        except ValueError:
+            return event
+        if isinstance(chunk, dict) and "error" not in chunk:
+            chunk["id"] = self.completion_id
+            chunk["model"] = self.public_model
+        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode()
+
+
+def _upstream_id(event: bytes) -> bytes | None:
+    start = event.find(b'"id":"')
+    if start < 0:
+        return None
+    end = event.find(b'"', start + 6)
+    return event[start : end + 1] if end > 0 else None
+
+
+def _carries_text(event: bytes) -> bool:
+    for key in (b'"content":"', b'"text":"'):
+        at = event.find(key)
+        if at >= 0 and event[at + len(key) : at + len(key) + 1] != b'"':
+            return True
+    return False
+
+
+class SSEResponse(StreamingResponse):
+    """A stream that always closes its source, however it ends, so the upstream request is cancelled with it.
+
+    Starlette cancels the body iterator when the client disconnects (ASGI < 2.4) or stops at the failed send
+    (ASGI 2.4); closing it here covers both, shielded because the surrounding scope may be cancelled already.
+    """
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,123 @@
+"""Routes of the feedback API (`router`, under /v1) and of the admin API over the record (`admin_router`).
+
+Database-only routes are plain functions (FastAPI runs them in its thread pool); the others are async and keep
+their database work in worker threads (service.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from feedback.models import MAX_END_USER_CHARS, MAX_ID_CHARS
+from feedback.ratings import MAX_PAGE, list_feedback
+from feedback.stats import adapter_stats
+from gateway import tenants
+from gateway.deps import AdminDep, CallerDep, GatewayDep
+from gateway.errors import validation_error
+from gateway.record_api import service
+from gateway.record_api.auth import RaterDep
+from gateway.record_api.protocol import Feedback, FeedbackCreate, FeedbackList, Forgotten, TenantStats, VersionStats
+from gateway.request_body import read_json_object
+
+router = APIRouter(prefix="/v1")
+admin_router = APIRouter(prefix="/admin", dependencies=[AdminDep])
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most records per page.")]
+Since = Annotated[datetime | None, Query(description="ISO 8601 (UTC when no zone is given), inclusive.")]
+Until = Annotated[datetime | None, Query(description="ISO 8601 (UTC when no zone is given), exclusive.")]
+
+
+@router.post("/feedback", status_code=201)
+async def create_feedback(request: Request, rater: RaterDep, gw: GatewayDep) -> Feedback:
+    """Rate a completion, with the tenant's API key or the completion's feedback token."""
+    limits = gw.settings.record
+    # Room for the longest fields the record accepts, each escaped as \uXXXX at worst, and the JSON around them.
+    max_bytes = 65536 + 6 * (
+        limits.feedback_max_comment_chars + limits.feedback_max_correction_chars + MAX_END_USER_CHARS + 2 * MAX_ID_CHARS
+    )
+    try:
+        body = FeedbackCreate.model_validate(await read_json_object(request, max_bytes))
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+    return Feedback.of(await service.rate(gw, rater, body))
+
+
+@router.get("/feedback")
+def list_own_feedback(
+    caller: CallerDep, gw: GatewayDep, completion_id: str | None = None, limit: Limit = 100, cursor: str | None = None
+) -> FeedbackList:
+    """The caller's tenant's ratings, newest first; of one completion with `completion_id`."""
+    with service.database_errors(gw):
+        page = list_feedback(gw.db, tenant_id=caller.tenant_id, completion_id=completion_id, limit=limit, cursor=cursor)
+    return FeedbackList.of(page)
+
+
+@admin_router.get("/tenants/{tenant_id}/feedback")
+def list_tenant_feedback(
+    tenant_id: str,
+    gw: GatewayDep,
+    adapter: Annotated[str | None, Query(description="A version (`support@2`) or an alias (all versions).")] = None,
+    rating: Annotated[str | None, Query(description="up or down.")] = None,
+    user: Annotated[str | None, Query(description="The end user who rated.")] = None,
+    completion_id: str | None = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> FeedbackList:
+    """A tenant's ratings, newest first, filtered; `since`/`until` bound when a rating was first given."""
+    _tenant_exists(gw, tenant_id)
+    with service.database_errors(gw):
+        page = list_feedback(
+            gw.db, tenant_id=tenant_id, completion_id=completion_id, adapter=adapter, rating=rating, end_user=user,
+            since=since, until=until, limit=limit, cursor=cursor,
+        )  # fmt: skip
+    return FeedbackList.of(page)
+
+
+@admin_router.get("/tenants/{tenant_id}/feedback/export")
+async def export_feedback(
+    tenant_id: str,
+    gw: GatewayDep,
+    format: Literal["chat", "kto"] = "chat",
+    since: Since = None,
+    until: Until = None,
+    adapter: Annotated[str | None, Query(description="A version (`support@2`) or an alias (all versions).")] = None,
+    with_ids: Annotated[bool, Query(description="Add completion_id and adapter_version to each line.")] = False,
+) -> StreamingResponse:
+    """The tenant's rated interactions as JSONL, streamed: OpenAI chat fine-tuning format, or TRL's KTO format.
+    `since`/`until` bound when the interaction was served. The header `x-loraflow-export-ratings` says how many
+    ratings the export reads (the total for a progress bar; lines written can be fewer, or more with kto)."""
+    await run_in_threadpool(_tenant_exists, gw, tenant_id)
+    return await service.export_response(
+        gw, tenant_id, format=format, since=since, until=until, adapter=adapter, with_ids=with_ids
+    )
+
+
+@admin_router.get("/tenants/{tenant_id}/stats")
+def tenant_stats(tenant_id: str, gw: GatewayDep, since: Since = None, until: Until = None) -> TenantStats:
+    """Per adapter version: interactions, ratings, thumbs-up rate and its Wilson 95% interval. Read fresh from the
+    database (the cached copy is for Prometheus)."""
+    _tenant_exists(gw, tenant_id)
+    with service.database_errors(gw):
+        stats = adapter_stats(gw.db, tenant_id, since=since, until=until)
+    base = gw.settings.public_model_name
+    return TenantStats(tenant_id=tenant_id, data=[VersionStats.of(entry, base) for entry in stats])
+
+
+@admin_router.delete("/tenants/{tenant_id}/users/{user:path}")
+async def forget_user(tenant_id: str, user: str, gw: GatewayDep) -> Forgotten:
+    """Delete everything recorded for one end user of a tenant (interactions, and ratings of and by them)."""
+    await run_in_threadpool(_tenant_exists, gw, tenant_id)
+    return Forgotten.of(tenant_id, user, await service.forget(gw, tenant_id, user))
+
+
+def _tenant_exists(gw: GatewayDep, tenant_id: str) -> None:
+    with service.database_errors(gw), gw.sessions() as session:
+        tenants.get_tenant(session, tenant_id)

@@ -1,0 +1,151 @@
+"""Tables of the registry: tenants, their API keys, adapter aliases and their immutable versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Per-tenant options owned by other parts (time zone, retention, training settings): free-form JSON.
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings so a person can tell keys apart
+    hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the key; the key itself is never stored
+    default_adapter: Mapped[str | None] = mapped_column(String(200))
+    model_map: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    record: Mapped[bool] = mapped_column(default=True)  # False: completions with this key are not recorded (eval)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class Adapter(Base):
+    """An alias (`support`) of a tenant, pointing at its production version."""
+
+    __tablename__ = "adapters"
+    __table_args__ = (UniqueConstraint("tenant_id", "alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(64))
+    # The alias flip is one UPDATE of this column. No FK: the two tables would reference each other.
+    production_version_id: Mapped[str | None] = mapped_column(String(32))
+    # Options for requests served by this alias (e.g. retrieval on by default), owned by other parts.
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdapterVersion(Base):
+    """One immutable adapter version: `support@3`. Its files never change once registered."""
+
+    __tablename__ = "adapter_versions"
+    __table_args__ = (UniqueConstraint("adapter_id", "number"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    engine_name: Mapped[str] = mapped_column(String(64), unique=True)  # opaque name inside vLLM
+    artifact: Mapped[str] = mapped_column(String(1000))  # where its files are (a path or an object-store URI)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int]
+    rank: Mapped[int]
+    alpha: Mapped[float]
+    target_modules: Mapped[list[Any]] = mapped_column(default=list)
+    base_model: Mapped[str] = mapped_column(String(500))
+    state: Mapped[str] = mapped_column(String(16), default="registered")  # registered|staged|production|retired
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)  # parent, dataset hash, counts, settings, loss
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    promoted_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+
+class Promotion(Base):
+    """History of alias flips; a rollback is a promotion back to the version before."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"), index=True)
+    from_version_id: Mapped[str | None] = mapped_column(String(32))
+    to_version_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # promote | rollback
+    reason: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RegistryRevision(Base):
+    """One row, bumped by every registry change, so other gateway replicas know to reload."""
+
+    __tablename__ = "registry_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(default=0)
+
+
+class TrainingRun(Base):
+    """One flywheel run of a tenant's adapter. Its row is also the lock: one running run per tenant."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    adapter: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual
+    runner: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | promoted | rejected | skipped | failed
+    stage: Mapped[str] = mapped_column(String(32), default="")
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    candidate: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report_markdown: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # Set while the run holds the tenant's lock, NULL once it ends: a unique constraint on it allows one running
+    # run per tenant on every database, without partial indexes.
+    lock: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class GoldenSet(Base):
+    """A tenant's golden evaluation items for one adapter alias (JSONL lines: input, expected, scorer)."""
+
+    __tablename__ = "golden_sets"
+    __table_args__ = (UniqueConstraint("tenant_id", "alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(64))
+    items: Mapped[list[Any]] = mapped_column(default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

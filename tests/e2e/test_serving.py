@@ -1,0 +1,253 @@
+"""The spine on the real engine: the official client, real adapters, promotions under load, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import tarfile
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import BASE_NAME
+from trainer import demo_tasks
+
+pytestmark = pytest.mark.e2e
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def keys(gateway, adapter_dirs):
+    """acme and globex each have their own `support` adapter in production; globex also has `legal`."""
+    acme, globex = gateway.tenant("acme"), gateway.tenant("globex")
+    for tenant, alias, adapter in (
+        ("acme", "support", "alpha"),
+        ("globex", "support", "globex"),
+        ("globex", "legal", "bravo"),
+    ):
+        response = gateway.register(tenant, alias, adapter_dirs[adapter])
+        assert response.status_code == 201, response.text
+        assert gateway.promote(tenant, alias, response.json()["version"]).status_code == 200
+    return {"acme": acme, "globex": globex}
+
+
+def answer(client: openai.OpenAI, model: str, **kwargs) -> str:
+    reply = client.chat.completions.create(model=model, messages=HELLO, temperature=0, max_tokens=8, **kwargs)
+    return reply.choices[0].message.content
+
+
+def test_each_tenant_gets_its_own_adapter(gateway, keys):
+    acme, globex = gateway.client(keys["acme"]), gateway.client(keys["globex"])
+    assert answer(acme, "support") == "ALPHA"
+    assert answer(globex, "support") == "GLOBEX"
+    assert answer(globex, "legal@1") == "BRAVO"
+    assert answer(acme, BASE_NAME) not in ("ALPHA", "GLOBEX", "BRAVO")  # the base model alone is untrained
+
+
+def test_chat_stream_with_usage_and_done(gateway, keys):
+    client = gateway.client(keys["acme"])
+    chunks = list(
+        client.chat.completions.create(
+            model="support", messages=HELLO, temperature=0, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "ALPHA"
+    assert {c.model for c in chunks} == {"support@1"} and len({c.id for c in chunks}) == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens >= 1
+    plain = list(client.chat.completions.create(model="support", messages=HELLO, temperature=0, stream=True))
+    assert all(c.usage is None for c in plain)
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {keys['acme']}"},
+        json={"model": "support", "messages": HELLO, "stream": True}, timeout=60,
+    ) as response:  # fmt: skip
+        assert "".join(response.iter_text()).rstrip().endswith("data: [DONE]")
+
+
+def test_text_completions_streamed_and_not(gateway, keys):
+    client = gateway.client(keys["acme"])
+    reply = client.completions.create(model=BASE_NAME, prompt="The quick brown fox", max_tokens=5, temperature=0)
+    assert reply.id.startswith("cmpl-") and reply.model == BASE_NAME and reply.usage.completion_tokens == 5
+    chunks = list(
+        client.completions.create(
+            model="support", prompt="hello", max_tokens=5, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[-1].usage.completion_tokens == 5 and {c.model for c in chunks} == {"support@1"}
+
+
+def test_sampling_parameters_reach_the_engine(gateway, keys):
+    client = gateway.client(keys["acme"])
+    reply = client.chat.completions.create(model=BASE_NAME, messages=HELLO, max_tokens=3, n=2, seed=1, temperature=1.0)
+    assert len(reply.choices) == 2 and reply.usage.completion_tokens == 6
+    stopped = client.chat.completions.create(model=BASE_NAME, messages=HELLO, max_tokens=1)
+    assert stopped.choices[0].finish_reason == "length"
+
+
+def test_models_show_only_the_callers_own(gateway, keys):
+    acme_ids = [m.id for m in gateway.client(keys["acme"]).models.list()]
+    globex_ids = [m.id for m in gateway.client(keys["globex"]).models.list()]
+    assert acme_ids == [BASE_NAME, "support", "support@1"]
+    assert globex_ids == [BASE_NAME, "legal", "support", "legal@1", "support@1"]
+    raw = httpx.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {keys['globex']}"}).text
+    assert "/" not in re.sub(r'"(id|parent|owned_by|object)":"[^"]*"', "", raw)  # no file paths anywhere
+
+
+def test_every_error_class(gateway, keys):
+    acme = gateway.client(keys["acme"])
+    with pytest.raises(openai.AuthenticationError):
+        answer(gateway.client("lf_sk_not-a-key"), "support")
+    with pytest.raises(openai.NotFoundError) as caught:
+        answer(acme, "legal")  # globex's alias: acme must not learn it exists
+    assert caught.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
+        answer(acme, "support@7")
+    with pytest.raises(openai.BadRequestError) as caught:
+        answer(acme, "support", top_p=3)
+    assert caught.value.body["param"] == "top_p"
+    with pytest.raises(openai.BadRequestError) as caught:  # refused by the engine: longer than its context
+        acme.chat.completions.create(model="support", messages=HELLO, max_tokens=100_000)
+    assert "lf-" not in str(caught.value)
+    with pytest.raises(openai.APIStatusError) as caught:
+        acme.chat.completions.create(model="support", messages=[{"role": "user", "content": "x" * 5_000_000}])
+    assert caught.value.status_code == 413
+    malformed = httpx.post(
+        f"{gateway.url}/v1/chat/completions", content=b'{"model": ', timeout=10,
+        headers={"Authorization": f"Bearer {keys['acme']}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert malformed.status_code == 400 and set(malformed.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_routing_adapter_really_learned_its_task(gateway, keys, adapter_dirs):
+    assert gateway.register("acme", "router", adapter_dirs["routing"]).status_code == 201
+    gateway.promote("acme", "router", 1)
+    client = gateway.client(keys["acme"])
+    held_out = demo_tasks.examples("routing", 20, seed=99)
+    correct = sum(
+        client.chat.completions.create(model="router", messages=e.messages(), temperature=0, max_tokens=5)
+        .choices[0].message.content == e.answer
+        for e in held_out
+    )  # fmt: skip
+    assert correct >= 18
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"adapter/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_broken_adapter_upload_is_refused_and_the_others_keep_working(gateway, keys, adapter_dirs):
+    good = adapter_dirs["bravo"]
+    config = (good / "adapter_config.json").read_bytes()
+    weights = (good / "adapter_model.safetensors").read_bytes()
+    broken = {
+        "truncated weights": _tar(
+            {"adapter_config.json": config, "adapter_model.safetensors": weights[: len(weights) // 2]}
+        ),
+        "garbage weights": _tar(
+            {"adapter_config.json": config, "adapter_model.safetensors": b"\x08" + b"\0" * 7 + b"{}"}
+        ),
+        "no config": _tar({"adapter_model.safetensors": weights}),
+    }
+    for name, archive in broken.items():
+        response = gateway.admin(
+            "POST", "/tenants/acme/adapters/support/versions", files={"file": ("a.tar.gz", archive, "application/gzip")}
+        )
+        assert response.status_code == 422, (name, response.text)
+    versions = gateway.admin("GET", "/tenants/acme/adapters/support/versions").json()
+    assert [v["id"] for v in versions] == ["support@1"]
+    assert answer(gateway.client(keys["acme"]), "support") == "ALPHA"
+    assert answer(gateway.client(keys["globex"]), "support") == "GLOBEX"
+
+
+def test_promotion_under_streaming_load_fails_nothing(gateway, keys, adapter_dirs):
+    response = gateway.register("acme", "support", adapter_dirs["bravo"])
+    assert response.status_code == 201
+    new = response.json()["version"]
+    expected = {"support@1": "ALPHA", f"support@{new}": "BRAVO"}
+
+    async def one_stream(client: openai.AsyncOpenAI) -> tuple[str, str]:
+        stream = await client.chat.completions.create(model="support", messages=HELLO, temperature=0, stream=True)
+        model, text = "", ""
+        async for chunk in stream:
+            model = chunk.model
+            text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+        return model, text
+
+    async def load(duration_s: float) -> list[tuple[str, str] | BaseException]:
+        client = gateway.async_client(keys["acme"])
+        results: list[tuple[str, str] | BaseException] = []
+        deadline = time.monotonic() + duration_s
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                try:
+                    results.append(await one_stream(client))
+                except Exception as exc:  # every failure is what we count
+                    results.append(exc)
+
+        async def promote_midway() -> None:
+            await asyncio.sleep(duration_s / 3)
+            flipped = await asyncio.to_thread(gateway.promote, "acme", "support", new)
+            assert flipped.status_code == 200, flipped.text
+
+        await asyncio.gather(*(worker() for _ in range(6)), promote_midway())
+        return results
+
+    results = asyncio.run(load(9.0))
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == []
+    assert {model for model, _ in results} == set(expected)  # both versions served, before and after the flip
+    assert all(text == expected[model] for model, text in results)
+    client = gateway.client(keys["acme"])
+    assert answer(client, "support") == answer(client, f"support@{new}") == "BRAVO"
+    _wait_unloaded(gateway, "acme", "support@1")
+
+
+def _wait_unloaded(gateway, tenant_id: str, public_name: str) -> None:
+    """After draining, the old version leaves the engine (pinning it would load it again on demand)."""
+    version = gateway.state.catalog.current.resolve(tenant_id, public_name)[1]
+    engine_url = gateway.settings.engine.urls[0]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        loaded = {m["id"] for m in httpx.get(f"{engine_url}/v1/models").json()["data"]}
+        if version.engine_name not in loaded:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{public_name} was not unloaded after the promotion")
+
+
+def _engine_running(engine_url: str) -> float:
+    text = httpx.get(f"{engine_url}/metrics").text
+    match = re.search(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_client_going_away_cancels_the_engine_request(gateway, keys):
+    engine_url = gateway.settings.engine.urls[0]
+    client = gateway.client(keys["acme"])
+    stream = client.chat.completions.create(
+        model=BASE_NAME,
+        messages=HELLO,
+        max_tokens=1800,
+        stream=True,
+        extra_body={"ignore_eos": True, "min_tokens": 1800},
+    )
+    for _, _chunk in zip(range(3), stream, strict=False):
+        pass
+    deadline = time.monotonic() + 10  # the engine's gauge is updated by its stats logger, not at once
+    while _engine_running(engine_url) < 1:
+        assert time.monotonic() < deadline, "the engine never showed the stream running"
+        time.sleep(0.1)
+    stream.close()
+    deadline = time.monotonic() + 5
+    while _engine_running(engine_url) != 0:
+        assert time.monotonic() < deadline, "the engine kept generating for a client that left"
+        time.sleep(0.1)

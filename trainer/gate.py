@@ -1,0 +1,214 @@
+"""The promotion gate: promote only a candidate that beats the incumbent beyond noise and regresses no golden item.
+
+Pure functions over paired per-item scores (the same items, answered by both), so the decision is reproducible
+from the scores alone:
+
+- held-out: the paired bootstrap (seeded, `resamples` draws of the items with replacement) of
+  mean(candidate - incumbent) gives a two-sided `confidence` interval; its lower bound must be above zero and
+  above `min_margin`, over at least `min_items` items.
+- golden: an item regresses when the incumbent scores more than `golden_tolerance` above the candidate on it;
+  more than `max_golden_regressions` such items reject the candidate, whatever the held-out gain.
+
+The incumbent is the production version, or the base model for an alias's first adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class GatePolicy(BaseModel):
+    """How sure the gate must be; per-tenant, stored as JSON like the training settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Two-sided confidence of the bootstrap interval."
+    )
+    resamples: int = Field(default=10_000, ge=100, description="Bootstrap resamples.")
+    seed: int = Field(default=0, description="Seed of the bootstrap, so a decision can be recomputed exactly.")
+    min_margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="The interval's lower bound must also exceed this mean gain (0 to 1 score units).",
+    )
+    min_items: int = Field(default=20, ge=1, description="Fewer held-out items than this cannot show a gain: reject.")
+    golden_tolerance: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="A golden item regresses when the incumbent scores more than this above the candidate.",
+    )
+    max_golden_regressions: int = Field(default=0, ge=0, description="Golden regressions allowed before rejecting.")
+
+
+class PairedScores(BaseModel):
+    """Per-item scores of the candidate and the incumbent on the same items, in the same order."""
+
+    item_ids: list[str]
+    candidate: list[float]
+    incumbent: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> PairedScores:
+        if not len(self.item_ids) == len(self.candidate) == len(self.incumbent):
+            raise ValueError("item_ids, candidate and incumbent scores must have the same length")
+        return self
+
+    @classmethod
+    def of(cls, candidate: Sequence[float], incumbent: Sequence[float], item_ids: Sequence[str] | None = None):
+        ids = list(item_ids) if item_ids is not None else [str(i) for i in range(len(candidate))]
+        return cls(item_ids=ids, candidate=list(candidate), incumbent=list(incumbent))
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+class _Item(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def split(self) -> str: ...
+
+
+def split_pairs(
+    items: Sequence[_Item], candidate: Sequence[float], incumbent: Sequence[float]
+) -> tuple[PairedScores, PairedScores]:
+    """Scores of evaluation items (`EvalItem`s, in the order scored) as (held-out pairs, golden pairs)."""
+    by_split: dict[str, tuple[list[str], list[float], list[float]]] = {"held_out": ([], [], []), "golden": ([], [], [])}
+    for item, c, p in zip(items, candidate, incumbent, strict=True):
+        ids, cs, ps = by_split[item.split]
+        ids.append(item.id)
+        cs.append(c)
+        ps.append(p)
+    held, gold = by_split["held_out"], by_split["golden"]
+    return (
+        PairedScores(item_ids=held[0], candidate=held[1], incumbent=held[2]),
+        PairedScores(item_ids=gold[0], candidate=gold[1], incumbent=gold[2]),
+    )
+
+
+class Interval(BaseModel):
+    n: int
+    candidate_mean: float
+    incumbent_mean: float
+    mean_delta: float
+    low: float
+    high: float
+    confidence: float
+
+
+class GoldenRegression(BaseModel):
+    item_id: str
+    candidate: float
+    incumbent: float
+
+
+class GateDecision(BaseModel):
+    promote: bool
+    reason: str
+    incumbent: Literal["production", "base"]
+    held_out: Interval | None
+    golden_items: int
+    golden_regressions: list[GoldenRegression]
+    policy: GatePolicy
+
+
+def bootstrap_interval(
+    candidate: Sequence[float], incumbent: Sequence[float], *, confidence: float, resamples: int, seed: int
+) -> Interval:
+    """Percentile interval of mean(candidate - incumbent) under the paired bootstrap."""
+    a, b = np.asarray(candidate, dtype=float), np.asarray(incumbent, dtype=float)
+    deltas = a - b
+    n = len(deltas)
+    if n == 0:
+        raise ValueError("no paired scores")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    # In chunks, so 10k resamples of a few thousand items stay within a few tens of MB.
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        means[start:stop] = deltas[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return Interval(
+        n=n,
+        candidate_mean=float(a.mean()),
+        incumbent_mean=float(b.mean()),
+        mean_delta=float(deltas.mean()),
+        low=float(low),
+        high=float(high),
+        confidence=confidence,
+    )
+
+
+def golden_regressions(golden: PairedScores, tolerance: float) -> list[GoldenRegression]:
+    return [
+        GoldenRegression(item_id=item_id, candidate=c, incumbent=p)
+        for item_id, c, p in zip(golden.item_ids, golden.candidate, golden.incumbent, strict=True)
+        if p - c > tolerance + 1e-12  # float noise from 0-10 judge scales must not count as a regression
+    ]
+
+
+def decide(
+    held_out: PairedScores,
+    golden: PairedScores | None = None,
+    policy: GatePolicy | None = None,
+    incumbent: Literal["production", "base"] = "production",
+) -> GateDecision:
+    """Promote or reject, with the reason in words a person reads in the run report."""
+    policy = policy or GatePolicy()
+    golden = golden or PairedScores.of([], [])
+    problems: list[str] = []
+
+    interval = None
+    if len(held_out) < policy.min_items:
+        problems.append(f"only {len(held_out)} held-out items; the gate needs at least {policy.min_items}")
+    if len(held_out):
+        interval = bootstrap_interval(
+            held_out.candidate,
+            held_out.incumbent,
+            confidence=policy.confidence,
+            resamples=policy.resamples,
+            seed=policy.seed,
+        )
+    gain = _describe(interval) if interval else ""
+    bar = max(0.0, policy.min_margin)
+    if interval is not None and len(held_out) >= policy.min_items and not interval.low > bar:
+        what = "not better than" if interval.mean_delta <= 0 else "not clearly better than"
+        needed = f"above {bar:+.3f}" if bar > 0 else "above zero"
+        problems.append(f"{what} {incumbent}: {gain}; the lower bound must be {needed}")
+
+    regressions = golden_regressions(golden, policy.golden_tolerance)
+    if len(regressions) > policy.max_golden_regressions:
+        shown = ", ".join(f"{r.item_id} ({r.incumbent:.2f} -> {r.candidate:.2f})" for r in regressions[:5])
+        more = f" and {len(regressions) - 5} more" if len(regressions) > 5 else ""
+        problems.append(f"{len(regressions)} of {len(golden)} golden items regress: {shown}{more}")
+
+    if problems:
+        reason = "rejected: " + "; ".join(problems)
+    else:
+        golden_note = f"no golden regressions ({len(golden)} items)" if len(golden) else "no golden set to check"
+        reason = f"promoted: beats {incumbent}, {gain}; {golden_note}"
+    return GateDecision(
+        promote=not problems,
+        reason=reason,
+        incumbent=incumbent,
+        held_out=interval,
+        golden_items=len(golden),
+        golden_regressions=regressions,
+        policy=policy,
+    )
+
+
+def _describe(interval: Interval) -> str:
+    percent = round(interval.confidence * 100)
+    return (
+        f"{interval.candidate_mean:.3f} vs {interval.incumbent_mean:.3f} on {interval.n} held-out items, "
+        f"mean gain {interval.mean_delta:+.3f} ({percent}% CI {interval.low:+.3f} to {interval.high:+.3f})"
+    )

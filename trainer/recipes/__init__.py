@@ -1,0 +1,37 @@
+"""One recipe per training mode, each a `train` function with the same signature (the `Recipe` protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from trainer.config import TrainingConfig
+from trainer.progress import ProgressCallback
+from trainer.result import TrainingResult
+
+
+class Recipe(Protocol):
+    def __call__(
+        self,
+        config: TrainingConfig,
+        base_model: str | Path,
+        records: Iterable[Mapping[str, Any]],
+        output_dir: str | Path,
+        *,
+        parent_adapter: str | Path | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> TrainingResult: ...
+
+
+def recipe_for(method: str) -> Recipe:
+    """The recipe for `TrainingConfig.method`; imported on demand, since each pulls in torch and TRL."""
+    if method == "sft":
+        from trainer.recipes import sft
+
+        return sft.train
+    if method == "kto":
+        from trainer.recipes import kto
+
+        return kto.train
+    raise ValueError(f"no recipe for method {method!r}")

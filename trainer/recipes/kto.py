@@ -1,0 +1,130 @@
+"""KTO recipe: a LoRA adapter trained with TRL's `KTOTrainer` on thumbs-up and thumbs-down answers; setup, train, save.
+
+    result = kto.train(config, "var/models/demo", records, "var/adapters/t1/support/v4",
+                       parent_adapter="var/adapters/t1/support/v3")
+
+`records` are `{"prompt": [messages], "completion": [assistant message], "label": bool}` (or `{"messages": [...],
+"label": bool}`). The reference policy is the parent adapter when continuing one (TRL keeps a frozen copy of it),
+else the base model; KTO is best run from an adapter that SFT has already taught the task's format.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from transformers import set_seed
+from trl import KTOConfig, KTOTrainer
+
+from trainer import devices
+from trainer.config import TrainingConfig
+from trainer.examples import DataError, kto_rows
+from trainer.progress import ProgressBridge, ProgressCallback
+from trainer.recipes import setup
+from trainer.result import TrainingResult, dataset_hash, library_versions
+
+
+def train(
+    config: TrainingConfig,
+    base_model: str | Path,
+    records: Iterable[Mapping[str, Any]],
+    output_dir: str | Path,
+    *,
+    parent_adapter: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> TrainingResult:
+    """Train an adapter on rated `records` and save it (PEFT files + the result) into `output_dir`."""
+    began = time.perf_counter()
+    setup.check_output_free(Path(output_dir))
+
+    # Setup: the data. KTOTrainer reads it in order (its KL term pairs neighbours in a batch), so the shuffle that
+    # keeps one tenant's burst of thumbs-down out of a single batch is ours, seeded.
+    rows = kto_rows(list(records)[: config.max_examples])
+    if len(rows) < 2:
+        raise DataError("KTO needs at least 2 rated examples")
+    random.Random(config.seed).shuffle(rows)
+    desirable = sum(row["label"] for row in rows)
+    desirable_weight, undesirable_weight = balanced_weights(desirable, len(rows) - desirable)
+
+    # Setup: the model, seeded before a new adapter's weights are drawn.
+    placement = devices.resolve(config.device)
+    setup.no_library_progress_bars()  # progress goes through `on_progress`
+    set_seed(config.seed)
+    base, tokenizer = setup.load_base(base_model, placement)
+    model, peft_config, parent, notes = setup.start_adapter(base, config, parent_adapter)
+
+    bridge = ProgressBridge(on_progress)
+    with tempfile.TemporaryDirectory(prefix="loraflow-kto-") as scratch, setup.torch_threads(config.cpu_threads):
+        args = KTOConfig(
+            **setup.trainer_arguments(config, placement, Path(scratch)),
+            beta=config.kto_beta,
+            desirable_weight=desirable_weight,
+            undesirable_weight=undesirable_weight,
+            # The dropout is the LoRA's own, from the settings; TRL would otherwise switch it off.
+            disable_dropout=False,
+        )
+        trainer = KTOTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[bridge],
+        )
+        setup.quiet(trainer)
+        counter = setup.TokenCounter.install(trainer)
+        prepared = trainer.train_dataset  # tokenised; examples that truncation left with no answer are gone
+        assert isinstance(prepared, Dataset)
+
+        # Train.
+        started, cpu_started = time.perf_counter(), time.process_time()
+        output = trainer.train()
+        duration, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+
+    # Save: the trained adapter only (not TRL's frozen reference copy), with its lineage.
+    result = TrainingResult(
+        method="kto",
+        adapter_dir=str(output_dir),
+        base_model=str(base_model),
+        parent_adapter=parent,
+        started_from="parent" if parent else "scratch",
+        dataset_hash=dataset_hash(rows),
+        num_examples=len(prepared),
+        num_desirable=desirable,
+        num_undesirable=len(rows) - desirable,
+        settings=config,
+        steps=output.global_step,
+        epochs=float(trainer.state.epoch or 0.0),
+        final_loss=bridge.losses[-1] if bridge.losses else None,
+        mean_loss=output.training_loss,
+        tokens=counter.tokens,
+        duration_s=duration,
+        total_s=time.perf_counter() - began,
+        cpu_s=cpu,
+        tokens_per_s=counter.tokens / duration if duration > 0 else 0.0,
+        device=placement.device,
+        dtype=placement.dtype_name,
+        versions=library_versions(),
+        notes=notes,
+    )
+    if (desirable_weight, undesirable_weight) != (1.0, 1.0):
+        result.notes.append(
+            f"{desirable} thumbs-up vs {len(rows) - desirable} thumbs-down: losses weighted "
+            f"{desirable_weight:.2f} (desirable) and {undesirable_weight:.2f} (undesirable)"
+        )
+    setup.save_adapter(trainer.model, Path(output_dir), result.save)
+    return result
+
+
+def balanced_weights(desirable: int, undesirable: int) -> tuple[float, float]:
+    """Loss weights that make the KTO paper's ratio (eq. 8) 1.15, inside its advised [1, 4/3], for any balance."""
+    if desirable == 0 or undesirable == 0 or desirable == undesirable:
+        return 1.0, 1.0
+    if desirable < undesirable:
+        return 1.15 * undesirable / desirable, 1.0
+    return 1.0, desirable / (1.15 * undesirable)

@@ -1,0 +1,123 @@
+"""The tenant settings the trainer owns, read from the tenant's free-form `settings` JSON in the admin API.
+
+    PATCH /admin/tenants/acme  {"settings": {
+        "training":   {"epochs": 5, "learning_rate": 0.002},                  # TrainingConfig fields
+        "schedule":   {"cron": "0 3 * * *", "timezone": "Europe/Paris", "adapters": ["support"]},
+        "evaluation": {"scorer": "json_equal", "held_out_fraction": 0.2, "gate": {"min_items": 20}},
+        "min_new_ratings": 20}}
+
+Each key is optional and has defaults (nightly at 03:00 UTC, every alias, exact match, 20% held out). The gateway
+merges settings one top-level key at a time, so a PATCH of `training` replaces the whole `training` object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainer.config import TrainingConfig
+from trainer.gate import GatePolicy
+
+KEYS = ("training", "schedule", "evaluation", "min_new_ratings")
+# Held-out items expect an answer from the record (a thumbs-up response or a correction): these scorers take one.
+HELD_OUT_SCORERS = ("exact", "contains", "json_equal", "judge")
+
+
+class SettingsError(ValueError):
+    """A tenant's trainer settings cannot be used; the message names the setting and what is wrong."""
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="False: no scheduled runs (`loraflow train` still works).")
+    cron: str = Field(default="0 3 * * *", description="When to run, as a 5-field crontab line, in `timezone`.")
+    timezone: str = Field(default="UTC", description="IANA time zone of the cron line, e.g. `Europe/Paris`.")
+    adapters: list[str] | None = Field(
+        default=None, description="The aliases to retrain; None: every alias the tenant has."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as error:
+            raise ValueError(f"bad cron line {value!r}: {error}") from None
+        return value
+
+
+class JudgeSettings(BaseModel):
+    """An OpenAI-compatible judge model for the `judge` scorer. The key is read from the trainer's environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    model: str
+    api_key_env: str | None = Field(
+        default=None, description="Name of the trainer's environment variable that holds the judge's API key."
+    )
+    scale: Literal["binary", "ten"] = "binary"
+
+
+class Evaluation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scorer: str = Field(
+        default="exact",
+        description="Scorer of held-out items, whose expected output is an answer from the record: `exact`, "
+        "`contains`, `json_equal` or `judge` (with `judge` set). Golden items name their own scorer.",
+    )
+    held_out_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of rated interactions kept out of training, by a hash of the id."
+    )
+    max_held_out: int = Field(default=200, ge=1, description="At most this many held-out items (the newest).")
+    max_tokens: int = Field(default=256, ge=1, description="Longest answer generated per item.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Requests in flight to the gateway while scoring.")
+    judge: JudgeSettings | None = None
+    gate: GatePolicy = Field(default_factory=GatePolicy)
+
+    @model_validator(mode="after")
+    def _known_scorer(self) -> Evaluation:
+        if self.scorer == "judge" and self.judge is None:
+            raise ValueError("scorer 'judge' needs evaluation.judge (base_url, model)")
+        if self.scorer not in HELD_OUT_SCORERS:
+            raise ValueError(f"scorer {self.scorer!r} cannot score held-out items; use one of {HELD_OUT_SCORERS}")
+        return self
+
+
+class TenantTrainingSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    schedule: Schedule = Field(default_factory=Schedule)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    min_new_ratings: int = Field(
+        default=20, ge=0, description="Skip a run when fewer ratings than this came in since the last finished run."
+    )
+
+    @classmethod
+    def of(cls, settings: dict[str, Any] | None) -> TenantTrainingSettings:
+        """The trainer's part of a tenant's settings; other keys (retention, ...) belong to other parts."""
+        mine = {key: value for key, value in (settings or {}).items() if key in KEYS and value is not None}
+        try:
+            return cls.model_validate(mine)
+        except ValidationError as error:
+            problems = [
+                f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
+                for problem in error.errors()
+            ]
+            raise SettingsError("tenant settings rejected: " + "; ".join(problems)) from None
