@@ -22,10 +22,9 @@ from sqlalchemy import create_engine, text
 
 from bench import results_file
 from tests.e2e.adapters import constant_examples, make_adapter
-from tests.e2e.stack import GatewayProcess, demo_model, start_engine, wait_for
+from tests.e2e.stack import HELLO, GatewayProcess, demo_model, start_engine, steady_load, wait_for
 
 POSTGRES_ADMIN = os.environ.get("LORAFLOW_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-HELLO = [{"role": "user", "content": "hello"}]
 
 
 def ask(gateway: GatewayProcess, key: str, timeout_s: float = 30) -> str:
@@ -61,20 +60,6 @@ async def restart_under_load(gateways, key, engine_process, engine_url, load_s: 
     events: dict[str, float] = {}
     stop = asyncio.Event()
 
-    async def client(gateway: GatewayProcess) -> None:
-        async with httpx.AsyncClient(timeout=60) as http:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = await http.post(
-                        f"{gateway.url}/v1/chat/completions",
-                        json={"model": "support", "messages": HELLO, "temperature": 0, "max_tokens": 8},
-                        headers={"Authorization": f"Bearer {key}"},
-                    )
-                    requests.append((started, response.status_code == 200))
-                except httpx.HTTPError:
-                    requests.append((started, False))
-
     def seen_up() -> bool:
         engines = [httpx.get(f"{g.url}/ready").json()["engines"] for g in gateways]
         return all(next(e["up"] for e in listed if e["url"] == engine_url) for listed in engines)
@@ -100,7 +85,7 @@ async def restart_under_load(gateways, key, engine_process, engine_url, load_s: 
         await asyncio.sleep(load_s / 4)
         stop.set()
 
-    await asyncio.gather(*(client(g) for g in gateways for _ in range(2)), chaos())
+    await asyncio.gather(*(steady_load(g, key, stop, requests) for g in gateways for _ in range(2)), chaos())
     failed = [started for started, ok in requests if not ok]
     return {
         "requests": len(requests),

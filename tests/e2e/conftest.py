@@ -13,7 +13,9 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from sqlalchemy import select
 
+from feedback.models import interactions
 from gateway.app import create_app
 from gateway.child_process import ChildProcess
 from gateway.settings import EngineSettings, Settings
@@ -93,6 +95,13 @@ class Gateway:
     @property
     def state(self):
         return self.app.state.gateway
+
+    def recorded(self, tenant_id: str) -> dict[str, dict]:
+        """The tenant's interaction rows by completion id, once every row the gateway has accepted is written."""
+        assert self.state.recorder.writer.flush(timeout=30)
+        with self.state.db.connect() as connection:
+            query = select(interactions).where(interactions.c.tenant_id == tenant_id)
+            return {row.id: row._asdict() for row in connection.execute(query)}
 
 
 def serve(settings: Settings) -> tuple[Gateway, uvicorn.Server, threading.Thread]:

@@ -3,6 +3,7 @@ attached to them as they run in production, tenants and adapters."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "var" / "test-cache"  # the demo model and adapters are built once, then reused by every run
 BASE_NAME = "loraflow-demo"
 ADMIN_KEY = "e2e-admin-key"
+HELLO = [{"role": "user", "content": "hello"}]
 
 
 def free_port() -> int:
@@ -107,3 +109,19 @@ class GatewayProcess:
         self.process.terminate()
         self.process.wait(30)
         self._log.close()
+
+
+async def steady_load(gateway: GatewayProcess, key: str, stop: asyncio.Event, log: list[tuple[float, bool]]) -> None:
+    """One client asking the `support` alias back to back until `stop`; each request logged as (start, succeeded)."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                response = await http.post(
+                    f"{gateway.url}/v1/chat/completions",
+                    json={"model": "support", "messages": HELLO, "temperature": 0, "max_tokens": 5},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                log.append((started, response.status_code == 200))
+            except httpx.HTTPError:
+                log.append((started, False))

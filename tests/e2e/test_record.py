@@ -11,14 +11,13 @@ from datetime import UTC, datetime
 
 import openai
 import pytest
-from sqlalchemy import select
 
-from feedback.models import interactions
 from tests.e2e.conftest import BASE_NAME
 
 pytestmark = pytest.mark.e2e
 HELLO = [{"role": "user", "content": "hello"}]
 TOKEN_HEADER = "x-loraflow-feedback-token"
+CANCELLED_LENGTH = 1500  # tokens asked for by the streams the client closes early
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +30,6 @@ def keys(gateway, adapter_dirs) -> dict[str, str]:
         assert response.status_code == 201, response.text
         assert gateway.promote(tenant, "support", response.json()["version"]).status_code == 200
     return made
-
-
-def recorded(gateway, tenant_id: str) -> dict[str, dict]:
-    """The tenant's interaction rows, once every row the gateway has accepted is written."""
-    assert gateway.state.recorder.writer.flush(timeout=30)
-    with gateway.state.db.connect() as connection:
-        query = select(interactions).where(interactions.c.tenant_id == tenant_id)
-        return {row.id: row._asdict() for row in connection.execute(query)}
 
 
 def rate(client: openai.OpenAI, **body) -> dict:
@@ -56,7 +47,7 @@ class Received:
 
 
 def test_concurrent_completions_streamed_plain_and_cancelled_are_exactly_one_row_each(gateway, keys):
-    before = len(recorded(gateway, "rec-acme"))
+    before = len(gateway.recorded("rec-acme"))
     client = gateway.async_client(keys["rec-acme"])
 
     async def plain(i: int) -> Received:
@@ -81,9 +72,9 @@ def test_concurrent_completions_streamed_plain_and_cancelled_are_exactly_one_row
         return Received(reply.id, "completed", reply.choices[0].text, False, None)
 
     async def cancelled(i: int) -> Received:
-        # A long generation (far longer than the burst takes to read three chunks), closed by the client.
+        # A long generation, closed by the client after its first chunks.
         stream = await client.chat.completions.create(
-            model=BASE_NAME, messages=HELLO, max_tokens=1500, stream=True, extra_body={"ignore_eos": True}
+            model=BASE_NAME, messages=HELLO, max_tokens=CANCELLED_LENGTH, stream=True, extra_body={"ignore_eos": True}
         )
         completion_id, text, chunks = "", "", 0
         async for chunk in stream:
@@ -105,12 +96,18 @@ def test_concurrent_completions_streamed_plain_and_cancelled_are_exactly_one_row
 
     # A cancelled stream's row is submitted when the gateway notices the client left: give it a moment.
     deadline = time.monotonic() + 30
-    while len(rows := recorded(gateway, "rec-acme")) < before + len(kinds):
+    while len(rows := gateway.recorded("rec-acme")) < before + len(kinds):
         assert time.monotonic() < deadline, f"{len(rows) - before} of {len(kinds)} interactions recorded"
         time.sleep(0.2)
     assert len(rows) == before + len(kinds)  # exactly one row per completion: none lost, none twice
     for completion_id, expected in received.items():
         row = rows[completion_id]
+        if expected.outcome == "client_disconnected" and row["outcome"] == "completed":
+            # The CPU engine sometimes holds a generation back and sends it whole (direct clients see it too): then
+            # the gateway had relayed it all before the client left, and the row is rightly complete.
+            assert row["finish_reason"] == "length" and row["usage"]["completion_tokens"] == CANCELLED_LENGTH
+            assert row["response_text"].startswith(expected.text)
+            continue
         assert (row["outcome"], row["stream"], row["adapter_version"]) == (
             expected.outcome,
             expected.stream,

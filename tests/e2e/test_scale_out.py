@@ -10,10 +10,9 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.stack import GatewayProcess, start_engine, wait_for
+from tests.e2e.stack import HELLO, GatewayProcess, start_engine, steady_load, wait_for
 
 pytestmark = pytest.mark.e2e
-HELLO = [{"role": "user", "content": "hello"}]
 
 
 def ask(gateway: GatewayProcess, key: str, model: str = "support") -> str:
@@ -119,20 +118,6 @@ async def load_while_engine_dies(gateways, key, engine_process, engine_url) -> d
     noticed_at = float("inf")
     stop = asyncio.Event()
 
-    async def client(gateway: GatewayProcess) -> None:
-        async with httpx.AsyncClient(timeout=60) as http:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = await http.post(
-                        f"{gateway.url}/v1/chat/completions",
-                        json={"model": "support", "messages": HELLO, "temperature": 0, "max_tokens": 5},
-                        headers={"Authorization": f"Bearer {key}"},
-                    )
-                    requests.append((started, response.status_code == 200))
-                except httpx.HTTPError:
-                    requests.append((started, False))
-
     async def kill_then_watch() -> None:
         nonlocal noticed_at
         await asyncio.sleep(2)
@@ -146,5 +131,5 @@ async def load_while_engine_dies(gateways, key, engine_process, engine_url) -> d
         await asyncio.sleep(4)  # steady load with one engine
         stop.set()
 
-    await asyncio.gather(*(client(g) for g in gateways for _ in range(2)), kill_then_watch())
+    await asyncio.gather(*(steady_load(g, key, stop, requests) for g in gateways for _ in range(2)), kill_then_watch())
     return {"requests": requests, "noticed_at": noticed_at}
