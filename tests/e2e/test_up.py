@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,14 +55,7 @@ def test_up_supervises_the_engine_and_ctrl_c_leaves_nothing_behind(tmp_path, dem
         assert _answer(client) == "ALPHA"
 
         engine = _engine_process(up.pid)
-        stream = client.chat.completions.create(
-            model="support", messages=HELLO, max_tokens=1500, stream=True, extra_body={"ignore_eos": True}
-        )
-        next(iter(stream))
-        os.killpg(engine.pid, signal.SIGKILL)
-        with pytest.raises(openai.APIError) as broken:  # one SSE error event after the stream started
-            list(stream)
-        assert "stopped while streaming" in str(broken.value)
+        _kill_during_a_long_stream(client, engine)
         with pytest.raises(openai.InternalServerError) as caught:
             _answer_soon(client)
         assert caught.value.status_code == 503 and int(caught.value.response.headers["retry-after"]) > 0
@@ -93,6 +87,27 @@ def test_up_supervises_the_engine_and_ctrl_c_leaves_nothing_behind(tmp_path, dem
 def _answer(client: openai.OpenAI) -> str:
     reply = client.chat.completions.create(model="support", messages=HELLO, temperature=0, max_tokens=5)
     return reply.choices[0].message.content
+
+
+def _kill_during_a_long_stream(client: openai.OpenAI, engine: psutil.Process) -> None:
+    """SIGKILL the engine 1 s into a 1,500-token stream (5 s or more of generation here).
+
+    Usually the client has its first chunks by then, and gets one SSE error event. On this CPU the engine sometimes
+    holds a whole generation back (its HTTP side sends nothing until the end): then no byte has reached the client,
+    and the gateway answers 503 instead. Both are the gateway telling the client the engine died."""
+    killer = threading.Timer(1.0, os.killpg, (engine.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        stream = client.chat.completions.create(
+            model="support", messages=HELLO, max_tokens=1500, stream=True, extra_body={"ignore_eos": True}
+        )
+        with pytest.raises(openai.APIError) as broken:  # one SSE error event after the stream started
+            list(stream)
+        assert "stopped while streaming" in str(broken.value)
+    except openai.InternalServerError as refused:
+        assert refused.status_code == 503
+    finally:
+        killer.join()
 
 
 def _answer_soon(client: openai.OpenAI) -> None:
