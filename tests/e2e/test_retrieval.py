@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,18 @@ class RagGateway:
         return {doc["name"]: doc["id"] for doc in response.json()["data"]}
 
     def recorded(self, completion_id: str) -> Any:
+        """The completion's row. A stream's row is submitted as the stream ends, which can be just after the
+        client has read [DONE]: it is waited for."""
         state = self.gateway.state
-        assert state.recorder.writer.flush(timeout=30)
-        with state.db.connect() as connection:
-            return connection.execute(select(interactions).where(interactions.c.id == completion_id)).one()
+        deadline = time.monotonic() + 10
+        while True:
+            assert state.recorder.writer.flush(timeout=30)
+            with state.db.connect() as connection:
+                query = select(interactions).where(interactions.c.id == completion_id)
+                if (row := connection.execute(query).one_or_none()) is not None:
+                    return row
+            assert time.monotonic() < deadline, f"{completion_id} was never recorded"
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
