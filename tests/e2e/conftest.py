@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -102,6 +104,19 @@ class Gateway:
         with self.state.db.connect() as connection:
             query = select(interactions).where(interactions.c.tenant_id == tenant_id)
             return {row.id: row._asdict() for row in connection.execute(query)}
+
+    def interaction(self, completion_id: str, timeout_s: float = 10) -> Any:
+        """One completion's row. A stream's row is submitted as the stream ends, which can be just after the client
+        has read [DONE], or (a client that left) when the gateway notices: it is waited for."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.state.recorder.writer.flush(timeout=30)
+            with self.state.db.connect() as connection:
+                query = select(interactions).where(interactions.c.id == completion_id)
+                if (row := connection.execute(query).one_or_none()) is not None:
+                    return row
+            assert time.monotonic() < deadline, f"{completion_id} was never recorded"
+            time.sleep(0.05)
 
 
 def serve(settings: Settings) -> tuple[Gateway, uvicorn.Server, threading.Thread]:

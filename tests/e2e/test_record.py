@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 import openai
 import pytest
 
-from tests.e2e.conftest import BASE_NAME
+from tests.e2e.stack import BASE_NAME, HELLO
 
 pytestmark = pytest.mark.e2e
-HELLO = [{"role": "user", "content": "hello"}]
 TOKEN_HEADER = "x-loraflow-feedback-token"
 CANCELLED_LENGTH = 300  # tokens of the streams the client closes early (1,500 kept the CPU engine deaf to /health)
 

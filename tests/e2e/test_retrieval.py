@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from sqlalchemy import select
 
-from feedback.models import interactions
 from gateway.settings import EngineSettings, Settings
 from retrieval.settings import RetrievalSettings
 from retrieval.uploads import ParsedDocument, Piece
@@ -78,20 +75,6 @@ class RagGateway:
         assert response.status_code == 201, response.text
         return {doc["name"]: doc["id"] for doc in response.json()["data"]}
 
-    def recorded(self, completion_id: str) -> Any:
-        """The completion's row. A stream's row is submitted as the stream ends, which can be just after the
-        client has read [DONE]: it is waited for."""
-        state = self.gateway.state
-        deadline = time.monotonic() + 10
-        while True:
-            assert state.recorder.writer.flush(timeout=30)
-            with state.db.connect() as connection:
-                query = select(interactions).where(interactions.c.id == completion_id)
-                if (row := connection.execute(query).one_or_none()) is not None:
-                    return row
-            assert time.monotonic() < deadline, f"{completion_id} was never recorded"
-            time.sleep(0.05)
-
 
 @pytest.fixture(scope="module")
 def rag(engine, demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RagGateway]:
@@ -132,7 +115,7 @@ def test_a_grounded_request_holds_the_right_chunk_names_it_and_is_recorded_so(ra
         (source,) = reply.model_extra["retrieval"]["sources"]
         assert source["document_id"] == ids[name], (question, source)
         assert raw.headers[SOURCES] == str(source["id"])
-        row = rag.recorded(reply.id)
+        row = rag.gateway.interaction(reply.id)
         system, user = row.request["messages"]
         assert system["role"] == "system" and phrase in system["content"] and f"[1] ({name}" in system["content"]
         assert user == {"role": "user", "content": question}
@@ -148,7 +131,7 @@ def test_a_stream_names_its_sources_in_a_header_and_is_recorded_grounded(rag, ac
     )  # fmt: skip
     chunks = list(raw.parse())
     sources = [int(part) for part in raw.headers[SOURCES].split(",")]
-    row = rag.recorded(chunks[0].id)
+    row = rag.gateway.interaction(chunks[0].id)
     assert [chunk["id"] for chunk in row.retrieved] == sources and row.retrieved[0]["document_id"] == ids["wifi.txt"]
     assert "Orchard-Guest" in row.request["messages"][0]["content"] and row.outcome == "completed"
 
@@ -164,7 +147,7 @@ def test_an_alias_with_a_real_adapter_grounds_by_default(rag, acme, adapter_dirs
     )
     assert reply.model == "support@1"
     assert [s["document_id"] for s in reply.model_extra["retrieval"]["sources"]] == [ids["payroll.md"]]
-    assert rag.recorded(reply.id).adapter_version == "support@1"
+    assert rag.gateway.interaction(reply.id).adapter_version == "support@1"
 
 
 def test_two_tenants_with_conflicting_documents_each_get_only_their_own(rag):
@@ -175,7 +158,7 @@ def test_two_tenants_with_conflicting_documents_each_get_only_their_own(rag):
         _, reply = ask(rag, key, REFUND_QUESTION, retrieval={"top_k": 5, "min_score": -1})
         sources = reply.model_extra["retrieval"]["sources"]
         assert sources[0]["document_id"] == ids[name] and {s["document_id"] for s in sources} <= set(ids.values())
-        answers[tenant] = rag.recorded(reply.id).request["messages"][0]["content"]
+        answers[tenant] = rag.gateway.interaction(reply.id).request["messages"][0]["content"]
     assert "30 days" in answers["r-north"] and "14 days" not in answers["r-north"]
     assert "14 days" in answers["r-south"] and "30 days" not in answers["r-south"]
 

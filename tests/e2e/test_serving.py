@@ -12,11 +12,10 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import BASE_NAME
+from tests.e2e.stack import BASE_NAME, HELLO
 from trainer import demo_tasks
 
 pytestmark = pytest.mark.e2e
-HELLO = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +267,4 @@ def test_client_going_away_cancels_the_engine_request(gateway, keys):
             break
     else:
         raise AssertionError("the engine generated every token of five streams their clients had closed")
-    deadline = time.monotonic() + 30
-    while completion_id not in (rows := gateway.recorded("acme")):
-        assert time.monotonic() < deadline, "the closed stream was never recorded"
-        time.sleep(0.2)
-    assert rows[completion_id]["outcome"] == "client_disconnected"
+    assert gateway.interaction(completion_id, timeout_s=30).outcome == "client_disconnected"

@@ -17,10 +17,9 @@ import openai
 import psutil
 import pytest
 
-from tests.e2e.conftest import free_port, wait_for
+from tests.e2e.stack import HELLO, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
-HELLO = [{"role": "user", "content": "hello"}]
 LOFRAFLOW = str(Path(sys.executable).with_name("loraflow"))
 
 
