@@ -31,6 +31,7 @@ from feedback.models import interactions  # noqa: E402
 from feedback.record import Interaction  # noqa: E402
 from feedback.settings import RecordSettings  # noqa: E402
 from feedback.writer import InteractionWriter  # noqa: E402
+from gateway.openai.completion_ids import new_completion_id  # noqa: E402
 from gateway.store.db import make_engine, migrate  # noqa: E402
 
 TARGET_ROWS_PER_S = 50_000
@@ -46,7 +47,7 @@ def make_rows(count: int) -> list[Interaction]:
     now = datetime.now(UTC)
     return [
         Interaction(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
+            id=new_completion_id("chat"),  # as the gateway makes them: time-ordered
             tenant_id=f"tenant-{n % 20}",
             key_id=f"key_{n % 50:04d}",
             model_requested="support",

@@ -5,7 +5,6 @@ report what happened to the observers (metrics, the record) without making the c
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from gateway.errors import (
     validation_error,
 )
 from gateway.grounding import Context, Grounder
+from gateway.openai.completion_ids import new_completion_id
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.openai.streaming import SSERelay, SSEResponse
 from gateway.request_body import read_json_object
@@ -39,7 +39,6 @@ Endpoint = Literal["chat", "completion"]
 Outcome = Literal["completed", "client_disconnected", "upstream_error"]
 
 _PATHS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
-_ID_PREFIX = {"chat": "chatcmpl-", "completion": "cmpl-"}
 _EXTENSIONS = ("retrieval",)  # ours: never sent to the engine
 
 
@@ -126,7 +125,7 @@ class CompletionService:
         target = self.resolve(caller, parsed.model)
         for admission in self.admissions:
             admission.admit()
-        completion_id = _ID_PREFIX[endpoint] + secrets.token_hex(16)
+        completion_id = new_completion_id(endpoint)
         context = await self.grounder.ground(endpoint, body, caller.tenant_id, target.options)
 
         upstream_body = {key: value for key, value in body.items() if key not in _EXTENSIONS}
