@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from transformers import set_seed
 from trl import KTOConfig, KTOTrainer
 
-from trainer import devices
 from trainer.config import TrainingConfig
 from trainer.examples import DataError, kto_rows
 from trainer.progress import ProgressBridge, ProgressCallback
 from trainer.recipes import setup
-from trainer.result import TrainingResult, dataset_hash, library_versions
+from trainer.result import TrainingResult
 
 
 def train(
@@ -52,16 +50,12 @@ def train(
     desirable_weight, undesirable_weight = balanced_weights(desirable, len(rows) - desirable)
 
     # Setup: the model, seeded before a new adapter's weights are drawn.
-    placement = devices.resolve(config.device)
-    setup.no_library_progress_bars()  # progress goes through `on_progress`
-    set_seed(config.seed)
-    base, tokenizer = setup.load_base(base_model, placement)
-    model, peft_config, parent, notes = setup.start_adapter(base, config, parent_adapter)
+    prepared = setup.prepare(config, base_model, parent_adapter)
 
     bridge = ProgressBridge(on_progress)
     with tempfile.TemporaryDirectory(prefix="loraflow-kto-") as scratch, setup.torch_threads(config.cpu_threads):
         args = KTOConfig(
-            **setup.trainer_arguments(config, placement, Path(scratch)),
+            **setup.trainer_arguments(config, prepared.placement, Path(scratch)),
             beta=config.kto_beta,
             desirable_weight=desirable_weight,
             undesirable_weight=undesirable_weight,
@@ -69,49 +63,22 @@ def train(
             disable_dropout=False,
         )
         trainer = KTOTrainer(
-            model=model,
+            model=prepared.model,
             args=args,
             train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            peft_config=peft_config,
+            processing_class=prepared.tokenizer,
+            peft_config=prepared.peft_config,
             callbacks=[bridge],
         )
         setup.quiet(trainer)
-        counter = setup.TokenCounter.install(trainer)
-        prepared = trainer.train_dataset  # tokenised; examples that truncation left with no answer are gone
-        assert isinstance(prepared, Dataset)
 
         # Train.
-        started, cpu_started = time.perf_counter(), time.process_time()
-        output = trainer.train()
-        duration, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        result, _ = setup.train_and_describe(
+            trainer, bridge, prepared, method="kto", config=config, rows=rows, output_dir=output_dir, began=began
+        )
 
     # Save: the trained adapter only (not TRL's frozen reference copy), with its lineage.
-    result = TrainingResult(
-        method="kto",
-        adapter_dir=str(output_dir),
-        base_model=str(base_model),
-        parent_adapter=parent,
-        started_from="parent" if parent else "scratch",
-        dataset_hash=dataset_hash(rows),
-        num_examples=len(prepared),
-        num_desirable=desirable,
-        num_undesirable=len(rows) - desirable,
-        settings=config,
-        steps=output.global_step,
-        epochs=float(trainer.state.epoch or 0.0),
-        final_loss=bridge.losses[-1] if bridge.losses else None,
-        mean_loss=output.training_loss,
-        tokens=counter.tokens,
-        duration_s=duration,
-        total_s=time.perf_counter() - began,
-        cpu_s=cpu,
-        tokens_per_s=counter.tokens / duration if duration > 0 else 0.0,
-        device=placement.device,
-        dtype=placement.dtype_name,
-        versions=library_versions(),
-        notes=notes,
-    )
+    result.num_desirable, result.num_undesirable = desirable, len(rows) - desirable
     if (desirable_weight, undesirable_weight) != (1.0, 1.0):
         result.notes.append(
             f"{desirable} thumbs-up vs {len(rows) - desirable} thumbs-down: losses weighted "

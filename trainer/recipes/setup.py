@@ -1,23 +1,54 @@
-"""The steps every recipe shares: load the base model, start or continue an adapter, trainer arguments, save."""
+"""The steps every recipe shares: prepare the model and adapter, trainer arguments, train and describe, save."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
+from trainer import devices
 from trainer.config import TrainingConfig
 from trainer.devices import Placement
+from trainer.progress import ProgressBridge
+from trainer.result import TrainingResult, dataset_hash, library_versions
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+@dataclass
+class Prepared:
+    """A run's starting point: where it trains, the model and tokenizer, and the adapter it trains."""
+
+    placement: Placement
+    base_model: str
+    model: PreTrainedModel | PeftModel  # the base model, with the parent adapter on it when continuing one
+    tokenizer: PreTrainedTokenizerBase
+    peft_config: LoraConfig | None  # a new adapter, for the trainer to apply; None when continuing the parent
+    parent: str | None  # the parent adapter continued; None from scratch
+    notes: list[str]  # for the run's result
+
+
+def prepare(config: TrainingConfig, base_model: str | Path, parent_adapter: str | Path | None) -> Prepared:
+    """Place the run, seed it, load the base model, and start a new adapter or continue the parent.
+
+    The seed goes first: a new adapter's A matrices are drawn when it is created.
+    """
+    placement = devices.resolve(config.device)
+    no_library_progress_bars()  # progress goes through the recipe's `on_progress`
+    set_seed(config.seed)
+    base, tokenizer = load_base(base_model, placement)
+    model, peft_config, parent, notes = start_adapter(base, config, parent_adapter)
+    return Prepared(placement, str(base_model), model, tokenizer, peft_config, parent, notes)
 
 
 def load_base(base_model: str | Path, placement: Placement) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -135,6 +166,53 @@ class TokenCounter:
         counter = cls(trainer.data_collator)
         trainer.data_collator = counter
         return counter
+
+
+def train_and_describe(
+    trainer: Any,
+    bridge: ProgressBridge,
+    prepared: Prepared,
+    *,
+    method: Literal["sft", "kto"],
+    config: TrainingConfig,
+    rows: list[dict[str, Any]],
+    output_dir: str | Path,
+    began: float,
+) -> tuple[TrainingResult, int]:
+    """Run `trainer.train()`, timed and with its tokens counted, and describe the adapter it made.
+
+    Returns the result (lineage and figures; the recipe adds what is its own) and the number of examples the
+    trainer dropped while preparing `rows` (truncation can leave one with nothing to learn).
+    """
+    counter = TokenCounter.install(trainer)
+    dataset = trainer.train_dataset  # tokenised, as trained on
+    started, cpu_started = time.perf_counter(), time.process_time()
+    output = trainer.train()
+    duration, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    result = TrainingResult(
+        method=method,
+        adapter_dir=str(output_dir),
+        base_model=prepared.base_model,
+        parent_adapter=prepared.parent,
+        started_from="parent" if prepared.parent else "scratch",
+        dataset_hash=dataset_hash(rows),
+        num_examples=len(dataset),
+        settings=config,
+        steps=output.global_step,
+        epochs=float(trainer.state.epoch or 0.0),
+        final_loss=bridge.losses[-1] if bridge.losses else None,
+        mean_loss=output.training_loss,
+        tokens=counter.tokens,
+        duration_s=duration,
+        total_s=time.perf_counter() - began,
+        cpu_s=cpu,
+        tokens_per_s=counter.tokens / duration if duration > 0 else 0.0,
+        device=prepared.placement.device,
+        dtype=prepared.placement.dtype_name,
+        versions=library_versions(),
+        notes=prepared.notes,
+    )
+    return result, len(rows) - len(dataset)
 
 
 def check_output_free(output_dir: Path) -> None:
