@@ -1,7 +1,8 @@
-"""Helpers for the trainer's tests: demo records in the record's export format, and greedy exact match."""
+"""Helpers for the trainer's tests: demo records in the record's export formats, and greedy exact match."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import torch
@@ -17,6 +18,19 @@ def chat_records(task: str, n: int, seed: int = 0) -> list[dict]:
         {"messages": [*example.messages(), {"role": "assistant", "content": example.answer}]}
         for example in demo_tasks.examples(task, n, seed)
     ]
+
+
+def rated_records(n: int) -> list[dict]:
+    """Routing answers, right ones rated up and wrong ones rated down, in TRL's conversational KTO format."""
+    rng = random.Random(0)
+    records = []
+    for example in demo_tasks.examples("routing", n):
+        right = rng.random() < 0.4
+        answer = example.answer if right else rng.choice([x for x in demo_tasks.ROUTING_LABELS if x != example.answer])
+        records.append(
+            {"prompt": example.messages(), "completion": [{"role": "assistant", "content": answer}], "label": right}
+        )
+    return records
 
 
 def greedy_exact_match(base_model: Path, adapter: Path | None, examples: list[demo_tasks.Example]) -> float:

@@ -12,8 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.trainer.support import chat_records, greedy_exact_match
-from tests.trainer.test_kto import rated_records
+from tests.trainer.support import chat_records, greedy_exact_match, rated_records
 from trainer import demo_tasks, devices
 from trainer.config import TrainingConfig
 from trainer.recipes import kto, setup, sft

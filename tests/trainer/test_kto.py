@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from tests.trainer.support import chat_records
-from trainer import demo_tasks
+from tests.trainer.support import chat_records, rated_records
 from trainer.config import TrainingConfig
 from trainer.examples import DataError
 from trainer.recipes import kto, sft
 
 KTO = TrainingConfig(method="kto", max_steps=3, batch_size=4, rank=8, alpha=16, learning_rate=1e-3)
-
-
-def rated_records(n: int) -> list[dict]:
-    """Routing answers, right ones rated up and wrong ones rated down, in TRL's conversational KTO format."""
-    rng = random.Random(0)
-    records = []
-    for example in demo_tasks.examples("routing", n):
-        right = rng.random() < 0.4
-        answer = example.answer if right else rng.choice([x for x in demo_tasks.ROUTING_LABELS if x != example.answer])
-        records.append(
-            {"prompt": example.messages(), "completion": [{"role": "assistant", "content": answer}], "label": right}
-        )
-    return records
 
 
 def test_kto_runs_a_few_steps_and_saves_an_adapter(base_model: Path, tmp_path: Path):
