@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from feedback.errors import RecordBackpressure  # noqa: E402
+from feedback.interaction import Interaction  # noqa: E402
 from feedback.models import interactions  # noqa: E402
-from feedback.record import Interaction  # noqa: E402
 from feedback.settings import RecordSettings  # noqa: E402
 from feedback.writer import InteractionWriter  # noqa: E402
 from gateway.openai.completion_ids import new_completion_id  # noqa: E402

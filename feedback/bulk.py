@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from feedback.interaction import Interaction, as_utc
 from feedback.models import MAX_END_USER_CHARS, MAX_NAME_CHARS, interactions
-from feedback.record import Interaction, as_utc
 
 COLUMNS = tuple(column.name for column in interactions.columns)
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in COLUMNS)  # quoted: `metadata` and `request` are plain names here

@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, Select, func, select
 
+from feedback.interaction import as_utc
 from feedback.models import feedback, interactions
 from feedback.ratings import adapter_filter
-from feedback.record import as_utc
 
 Format = Literal["chat", "kto"]
 FORMATS: tuple[Format, ...] = ("chat", "kto")

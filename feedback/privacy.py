@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, or_, select
 
+from feedback.interaction import as_utc, utcnow
 from feedback.models import feedback, interactions
-from feedback.record import as_utc, utcnow
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from feedback.errors import (
     InvalidRating,
     InvalidRequest,
 )
+from feedback.interaction import as_utc, utcnow
 from feedback.models import MAX_END_USER_CHARS, MAX_ID_CHARS, feedback, interactions
-from feedback.record import as_utc, utcnow
 from feedback.settings import RecordSettings
 
 _RATINGS = {"up": 1, "down": -1, "1": 1, "-1": -1, "+1": 1, "true": 1, "false": -1}

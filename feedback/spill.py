@@ -19,7 +19,7 @@ from io import TextIOWrapper
 from itertools import islice
 from pathlib import Path
 
-from feedback.record import Interaction
+from feedback.interaction import Interaction
 
 try:
     import fcntl

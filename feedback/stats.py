@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 
+from feedback.interaction import as_utc
 from feedback.models import feedback, interactions
-from feedback.record import as_utc
 
 Z_95 = 1.959963984540054
 

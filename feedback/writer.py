@@ -39,7 +39,7 @@ from sqlalchemy import Engine
 
 from feedback.bulk import Inserter, inserter_for, is_row_error, scrub
 from feedback.errors import RecordBackpressure
-from feedback.record import Interaction
+from feedback.interaction import Interaction
 from feedback.settings import RecordSettings
 from feedback.spill import SpillDir, SpillReplay
 

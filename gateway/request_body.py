@@ -1,13 +1,18 @@
-"""Reading a request body with a size limit, so a huge body is refused before it is read."""
+"""Reading a request's JSON body into a wire type: refused (413) before it is read past its limit, refused (400)
+when it is not a JSON object, and validated with the wire type's own errors turned into ours. Every route that reads
+a body itself goes through `read_json`."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 
-from gateway.errors import InvalidJSON, PayloadTooLarge
+from gateway.errors import InvalidJSON, PayloadTooLarge, validation_error
+
+Wire = TypeVar("Wire", bound=BaseModel)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -23,9 +28,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, refusing it before reading past `max_bytes`."""
-    body = await read_body(request, max_bytes)
+async def read_json(request: Request, wire_type: type[Wire], max_bytes: int) -> tuple[Wire, dict[str, Any]]:
+    """The body as `wire_type`, and the JSON object it was read from (for routes that pass fields on unchanged)."""
+    data = parse_object(await read_body(request, max_bytes))
+    return validate(wire_type, data), data
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -35,3 +44,11 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidJSON("The request body must be a JSON object.")
     return data
+
+
+def validate(wire_type: type[Wire], data: dict[str, Any]) -> Wire:
+    """`data` as `wire_type`; a validation error is a 400 naming the first offending field."""
+    try:
+        return wire_type.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None

@@ -14,7 +14,7 @@ from gateway.settings import Settings
 from retrieval.settings import RetrievalSettings
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.state import Gateway
     from retrieval.service import RetrievalService
 
 log = logging.getLogger(__name__)

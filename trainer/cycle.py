@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Engine
 
 from trainer import dataset as datasets
-from trainer import record
+from trainer import rated_interactions
 from trainer.adapters import pack
 from trainer.config import TrainingConfig, check_engine_limits
 from trainer.evaluation import Scored, evaluate
@@ -108,7 +108,7 @@ class Cycle:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = record.connect(self.settings.sqlalchemy_url)
+            self._engine = rated_interactions.connect(self.settings.sqlalchemy_url)
         return self._engine
 
     def close(self) -> None:
@@ -205,7 +205,7 @@ class _Run:
         evaluation = tenant_settings.evaluation
         with self.timings.stage("dataset"):
             since = self.last_finished_run_start()
-            new = record.count_ratings(self.cycle.engine, self.tenant, self.alias, since)
+            new = rated_interactions.count_ratings(self.cycle.engine, self.tenant, self.alias, since)
             self.report.data.new_since_last_run = new
             if new < tenant_settings.min_new_ratings and not self.force:
                 when = f"since the last finished run ({since:%Y-%m-%d %H:%M} UTC)" if since else "so far"
@@ -216,7 +216,7 @@ class _Run:
                 )
             golden = load_golden(self.client.golden(self.tenant, self.alias), self.scorer_names(tenant_settings))
             data = datasets.build(
-                record.rated_interactions(self.cycle.engine, self.tenant, self.alias),
+                rated_interactions.rated_interactions(self.cycle.engine, self.tenant, self.alias),
                 method=config.method,
                 scorer=evaluation.scorer,
                 held_out_fraction=evaluation.held_out_fraction,

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from trainer.record import RatedInteraction
+from trainer.rated_interactions import RatedInteraction
 from trainer.report import DataCounts
 from trainer.result import dataset_hash
 from trainer.scorers import EvalItem, normalized
@@ -74,7 +74,7 @@ def build(
     max_held_out: int,
     golden: Sequence[EvalItem] = (),
 ) -> Dataset:
-    """Apply the rules to rated interactions (newest first, as `record.rated_interactions` gives them)."""
+    """Apply the rules to rated interactions (newest first, as `rated_interactions.rated_interactions` gives them)."""
     rated = list(interactions)
     kind = _majority_kind(rated)
     left_out: Counter[str] = Counter()

@@ -24,7 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import ValidationError
 
-from trainer import record
+from trainer import rated_interactions
 from trainer.cycle import Cycle
 from trainer.gateway_client import GatewayClient, GatewayError
 from trainer.settings import TrainerSettings, load_settings
@@ -157,7 +157,7 @@ def build(
     settings: TrainerSettings, client: GatewayClient, scheduler_class: type[BaseScheduler] = BlockingScheduler
 ) -> BaseScheduler:
     """A scheduler with the persisted job store and the sync job; `scheduler_class` is BackgroundScheduler in tests."""
-    engine = record.connect(settings.sqlalchemy_url)
+    engine = rated_interactions.connect(settings.sqlalchemy_url)
     scheduler = scheduler_class(
         jobstores={
             PERSISTED: SQLAlchemyJobStore(engine=engine, tablename=settings.scheduler.table),

@@ -25,7 +25,7 @@ out = Console()
 feedback = typer.Typer(help="The record: ratings, datasets, stats per adapter version, forgetting a user.",
                        no_args_is_help=True)  # fmt: skip
 
-EXPORT_ROWS_HEADER = "x-loraflow-export-ratings"  # gateway/record_api/service.py
+EXPORT_ROWS_HEADER = "x-loraflow-export-ratings"  # gateway/feedback_api/service.py
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

@@ -10,18 +10,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from gateway import tenants
-from gateway.deps import AdminDep, GatewayDep
+from gateway.deps import AdminDep
 from gateway.documents_api.protocol import Document, DocumentDeleted, DocumentList, Index
 from gateway.documents_api.uploads import read_uploads
 from gateway.retrieval_service import require
+from gateway.state import Gateway
 
-router = APIRouter(prefix="/admin/tenants/{tenant_id}", dependencies=[AdminDep])
+router = APIRouter(prefix="/admin/tenants/{tenant_id}")
 
 MAX_PAGE = 1000
 
 
 @router.post("/documents", status_code=201)
-async def add_documents(tenant_id: str, request: Request, gw: GatewayDep) -> DocumentList:
+async def add_documents(tenant_id: str, request: Request, gw: AdminDep) -> DocumentList:
     """Upload documents (multipart: `file` one or more times, optional `replace`, optional `metadata` JSON): every
     one is checked, chunked, embedded and stored, or none is. `replace=true` deletes other documents of the same
     name in the same transaction (a new version of a file)."""
@@ -35,7 +36,7 @@ async def add_documents(tenant_id: str, request: Request, gw: GatewayDep) -> Doc
 @router.get("/documents")
 def list_documents(
     tenant_id: str,
-    gw: GatewayDep,
+    gw: AdminDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     after: Annotated[str | None, Query(description="The `last_id` of the previous page.")] = None,
 ) -> DocumentList:
@@ -48,7 +49,7 @@ def list_documents(
 
 
 @router.post("/documents/rebuild", status_code=202)
-def rebuild_index(tenant_id: str, gw: GatewayDep) -> Index:
+def rebuild_index(tenant_id: str, gw: AdminDep) -> Index:
     """Rebuild the tenant's index in the background and swap it in whole; queries go on meanwhile. Returns at once."""
     service = require(gw)
     _tenant_exists(gw, tenant_id)
@@ -60,7 +61,7 @@ def rebuild_index(tenant_id: str, gw: GatewayDep) -> Index:
 def get_document(
     tenant_id: str,
     document_id: str,
-    gw: GatewayDep,
+    gw: AdminDep,
     chunks: Annotated[bool, Query(description="Also return the document's chunks, in order.")] = False,
 ) -> Document:
     service = require(gw)
@@ -70,7 +71,7 @@ def get_document(
 
 
 @router.delete("/documents/{document_id}")
-def delete_document(tenant_id: str, document_id: str, gw: GatewayDep) -> DocumentDeleted:
+def delete_document(tenant_id: str, document_id: str, gw: AdminDep) -> DocumentDeleted:
     """Delete a document and its chunks; no query returns them from now on."""
     service = require(gw)
     _tenant_exists(gw, tenant_id)
@@ -79,13 +80,13 @@ def delete_document(tenant_id: str, document_id: str, gw: GatewayDep) -> Documen
 
 
 @router.get("/index")
-def get_index(tenant_id: str, gw: GatewayDep) -> Index:
+def get_index(tenant_id: str, gw: AdminDep) -> Index:
     """The tenant's index: its kind (flat or HNSW), size, and whether a rebuild is under way."""
     service = require(gw)
     _tenant_exists(gw, tenant_id)
     return Index.of(service.index_info(tenant_id))
 
 
-def _tenant_exists(gw: GatewayDep, tenant_id: str) -> None:
+def _tenant_exists(gw: Gateway, tenant_id: str) -> None:
     with gw.sessions() as session:
         tenants.get_tenant(session, tenant_id)

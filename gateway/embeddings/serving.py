@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from gateway.auth import Caller
 from gateway.embeddings.protocol import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
-from gateway.errors import BadRequest, ModelNotFound, validation_error
+from gateway.errors import BadRequest, ModelNotFound
 from gateway.retrieval_service import embedding_model_name
 
 if TYPE_CHECKING:
@@ -18,12 +16,8 @@ if TYPE_CHECKING:
     from retrieval.service import RetrievalService
 
 
-async def embed(service: RetrievalService | None, caller: Caller, body: dict[str, Any]) -> EmbeddingList:
+async def embed(service: RetrievalService | None, caller: Caller, request: EmbeddingRequest) -> EmbeddingList:
     """One vector per input, in input order. 404 for any model when retrieval is off."""
-    try:
-        request = EmbeddingRequest.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error(exc.errors()) from None
     name = caller.model_map.get(request.model, request.model)  # `text-embedding-3-small` → ours, if mapped
     if service is None or name not in (embedding_model_name(service.settings), service.settings.embedding_model):
         raise ModelNotFound(request.model)

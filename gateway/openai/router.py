@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.deps import CallerDep, GatewayDep
+from gateway.deps import CallerDep, GatewayDep, gateway_of
 from gateway.errors import ModelNotFound
 from gateway.openai.protocol import Model, ModelList
 from gateway.retrieval_service import embedding_model_name
+from gateway.state import Gateway
 
 router = APIRouter(prefix="/v1")
 
@@ -19,15 +20,16 @@ router = APIRouter(prefix="/v1")
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     return await gw.completions.complete("chat", request, await gw.keys.verify(request.headers.get("authorization")))
 
 
 @router.post("/completions")
 async def completions(request: Request) -> Response:
-    gw = request.app.state.gateway
-    caller = await gw.keys.verify(request.headers.get("authorization"))
-    return await gw.completions.complete("completion", request, caller)
+    gw = gateway_of(request)
+    return await gw.completions.complete(
+        "completion", request, await gw.keys.verify(request.headers.get("authorization"))
+    )
 
 
 @router.get("/models")
@@ -43,7 +45,7 @@ async def get_model(model_id: str, caller: CallerDep, gw: GatewayDep) -> Model:
     raise ModelNotFound(model_id)
 
 
-def visible_models(gw: GatewayDep, tenant_id: str) -> list[Model]:
+def visible_models(gw: Gateway, tenant_id: str) -> list[Model]:
     """The base model, then the tenant's aliases that serve something, then its versions: nothing of others.
     With retrieval on, the embedding model too (for /v1/embeddings)."""
     catalog = gw.catalog.current

@@ -14,7 +14,6 @@ import anyio
 import httpx
 from fastapi import Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from gateway.auth import Caller
 from gateway.catalog import CatalogHolder, VersionRef
@@ -27,13 +26,12 @@ from gateway.errors import (
     PayloadTooLarge,
     UpstreamError,
     sse_error_event,
-    validation_error,
 )
 from gateway.grounding import Context, Grounder
 from gateway.openai.completion_ids import new_completion_id
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.openai.streaming import SSERelay, SSEResponse
-from gateway.request_body import read_json_object
+from gateway.request_body import read_json
 
 Endpoint = Literal["chat", "completion"]
 Outcome = Literal["completed", "client_disconnected", "upstream_error"]
@@ -116,12 +114,8 @@ class CompletionService:
         self.grounder = grounder or Grounder.off()
 
     async def complete(self, endpoint: Endpoint, request: Request, caller: Caller) -> Response:
-        body = await read_json_object(request, self._max_request_bytes)
-        schema = ChatCompletionRequest if endpoint == "chat" else CompletionRequest
-        try:
-            parsed = schema.model_validate(body)
-        except ValidationError as exc:
-            raise validation_error(exc.errors()) from None
+        wire_type = ChatCompletionRequest if endpoint == "chat" else CompletionRequest
+        parsed, body = await read_json(request, wire_type, self._max_request_bytes)
         target = self.resolve(caller, parsed.model)
         for admission in self.admissions:
             admission.admit()

@@ -10,17 +10,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
 from gateway import registry, tenants
-from gateway.deps import AdminDep, GatewayDep
+from gateway.deps import AdminDep
 from gateway.request_body import read_body
+from gateway.state import Gateway
 from gateway.training_api import golden, runs
 from gateway.training_api.protocol import RunOut, RunStart, RunSummary, RunUpdate
 
-router = APIRouter(prefix="/admin", dependencies=[AdminDep])
+router = APIRouter(prefix="/admin")
 MAX_GOLDEN_BYTES = 16 * 1024 * 1024
 
 
 @router.post("/tenants/{tenant_id}/training-runs", status_code=201)
-def start_run(tenant_id: str, body: RunStart, gw: GatewayDep) -> RunOut:
+def start_run(tenant_id: str, body: RunStart, gw: AdminDep) -> RunOut:
     """Start a run: 409 `run_in_progress` while another run of this tenant holds the lock."""
     with gw.sessions() as session:
         tenants.get_tenant(session, tenant_id)
@@ -29,7 +30,7 @@ def start_run(tenant_id: str, body: RunStart, gw: GatewayDep) -> RunOut:
 
 
 @router.patch("/tenants/{tenant_id}/training-runs/{run_id}")
-def update_run(tenant_id: str, run_id: str, body: RunUpdate, gw: GatewayDep) -> RunSummary:
+def update_run(tenant_id: str, run_id: str, body: RunUpdate, gw: AdminDep) -> RunSummary:
     changes = body.model_dump(exclude_unset=True)
     with gw.sessions() as session:
         return RunSummary.of(runs.update_run(session, tenant_id, run_id, changes, gw.settings.training.lease_s))
@@ -37,7 +38,7 @@ def update_run(tenant_id: str, run_id: str, body: RunUpdate, gw: GatewayDep) -> 
 
 @router.get("/tenants/{tenant_id}/training-runs")
 def list_runs(
-    tenant_id: str, gw: GatewayDep, adapter: str | None = None, status: str | None = None, limit: int = 50
+    tenant_id: str, gw: AdminDep, adapter: str | None = None, status: str | None = None, limit: int = 50
 ) -> list[RunSummary]:
     with gw.sessions() as session:
         tenants.get_tenant(session, tenant_id)
@@ -46,41 +47,41 @@ def list_runs(
 
 
 @router.get("/training-runs")
-def list_all_runs(gw: GatewayDep, status: str | None = None, limit: int = 50) -> list[RunSummary]:
+def list_all_runs(gw: AdminDep, status: str | None = None, limit: int = 50) -> list[RunSummary]:
     with gw.sessions() as session:
         found = runs.list_runs(session, gw.settings.training.lease_s, status=status, limit=min(limit, 500))
         return [RunSummary.of(run) for run in found]
 
 
 @router.get("/tenants/{tenant_id}/training-runs/{run_id}")
-def get_run(tenant_id: str, run_id: str, gw: GatewayDep) -> RunOut:
+def get_run(tenant_id: str, run_id: str, gw: AdminDep) -> RunOut:
     with gw.sessions() as session:
         runs.expire_lost(session, gw.settings.training.lease_s, tenant_id)
         return RunOut.of(runs.get_run(session, tenant_id, run_id))
 
 
 @router.get("/tenants/{tenant_id}/training-runs/{run_id}/report.md", response_class=PlainTextResponse)
-def get_report(tenant_id: str, run_id: str, gw: GatewayDep) -> PlainTextResponse:
+def get_report(tenant_id: str, run_id: str, gw: AdminDep) -> PlainTextResponse:
     with gw.sessions() as session:
         run = runs.get_run(session, tenant_id, run_id)
         return PlainTextResponse(run.report_markdown, media_type="text/markdown")
 
 
 @router.put("/tenants/{tenant_id}/adapters/{alias}/golden")
-async def put_golden(tenant_id: str, alias: str, request: Request, gw: GatewayDep) -> dict[str, int]:
+async def put_golden(tenant_id: str, alias: str, request: Request, gw: AdminDep) -> dict[str, int]:
     """Replace the alias's golden set with a JSONL body (`input`, `expected`, `scorer` per line)."""
     items = golden.parse_jsonl(await read_body(request, MAX_GOLDEN_BYTES))
     return {"items": await run_in_threadpool(_store_golden, gw, tenant_id, alias, items)}
 
 
 @router.get("/tenants/{tenant_id}/adapters/{alias}/golden")
-def get_golden(tenant_id: str, alias: str, gw: GatewayDep) -> Response:
+def get_golden(tenant_id: str, alias: str, gw: AdminDep) -> Response:
     with gw.sessions() as session:
         items = golden.get_golden(session, tenant_id, alias)
     return Response("".join(json.dumps(item) + "\n" for item in items), media_type="application/x-ndjson")
 
 
-def _store_golden(gw: GatewayDep, tenant_id: str, alias: str, items: list[dict[str, Any]]) -> int:
+def _store_golden(gw: Gateway, tenant_id: str, alias: str, items: list[dict[str, Any]]) -> int:
     with gw.sessions() as session:
         registry.get_adapter(session, tenant_id, alias)
         return golden.put_golden(session, tenant_id, alias, items)

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from feedback.bulk import inserter_for
+from feedback.interaction import Interaction
 from feedback.models import interactions
-from feedback.record import Interaction
 from feedback.settings import RecordSettings
 from feedback.writer import InteractionWriter
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from feedback.bulk import inserter_for
-from feedback.record import Interaction
+from feedback.interaction import Interaction
 from feedback.tokens import FeedbackTokens
 from tests.gateway.record_support import (
     bearer,

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from feedback.bulk import inserter_for
+from feedback.interaction import Interaction
 from feedback.models import feedback, interactions
 from feedback.privacy import Deleted, purge_expired
 from feedback.ratings import record_feedback
-from feedback.record import Interaction
 from gateway import tenants
-from gateway.record_api.retention import purge_once, retention_of
-from gateway.record_api.stats_cache import StatsCache
+from gateway.feedback_api.retention import purge_once, retention_of
+from gateway.feedback_api.stats_cache import StatsCache
 from gateway.store.db import make_sessions
 from tests.gateway.record_support import complete, count, gateway, open_env, wait_until
 

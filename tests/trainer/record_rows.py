@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from feedback.bulk import inserter_for
+from feedback.interaction import Interaction
 from feedback.models import Base
 from feedback.ratings import record_feedback
-from feedback.record import Interaction
-from trainer.record import connect
+from trainer.rated_interactions import connect
 
 _ids = itertools.count(1)
 _clock = itertools.count(0)

@@ -19,7 +19,7 @@ from trainer import demo_tasks
 from trainer.cycle import Cycle
 from trainer.gateway_client import GatewayClient
 from trainer.progress import TrainingProgress
-from trainer.record import connect
+from trainer.rated_interactions import connect
 from trainer.result import TrainingResult
 from trainer.settings import TrainerSettings
 

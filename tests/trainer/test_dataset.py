@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.record_rows import make_record, rated, served
-from trainer import dataset, record
+from trainer import dataset, rated_interactions
 from trainer.scorers import EvalItem
 
 FRACTION = 0.2
@@ -33,7 +33,7 @@ def db(tmp_path: Path):
 def build(db, method="sft", golden=(), alias="support", **options):
     settings = {"scorer": "exact", "held_out_fraction": FRACTION, "max_examples": 1000, "max_held_out": 1000}
     settings.update(options)
-    return dataset.build(record.rated_interactions(db, "acme", alias), method=method, golden=golden, **settings)
+    return dataset.build(rated_interactions.rated_interactions(db, "acme", alias), method=method, golden=golden, **settings)
 
 
 def answer_of(example: dict) -> str:
@@ -203,7 +203,7 @@ def test_new_ratings_are_counted_since_a_time(db):
 
     rated(db, served(db, "a", "b"), "up")
     rated(db, served(db, "c", "d"), "down")
-    assert record.count_ratings(db, "acme", "support") == 2
-    assert record.count_ratings(db, "acme", "support", datetime.now(UTC) + timedelta(hours=1)) == 0
-    assert record.count_ratings(db, "acme", "support", datetime.now(UTC) - timedelta(hours=1)) == 2
-    assert record.count_ratings(db, "acme", "billing") == 0
+    assert rated_interactions.count_ratings(db, "acme", "support") == 2
+    assert rated_interactions.count_ratings(db, "acme", "support", datetime.now(UTC) + timedelta(hours=1)) == 0
+    assert rated_interactions.count_ratings(db, "acme", "support", datetime.now(UTC) - timedelta(hours=1)) == 2
+    assert rated_interactions.count_ratings(db, "acme", "billing") == 0

@@ -12,21 +12,20 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 
 from feedback.models import MAX_END_USER_CHARS, MAX_ID_CHARS
 from feedback.ratings import MAX_PAGE, list_feedback
 from feedback.stats import adapter_stats
 from gateway import tenants
 from gateway.deps import AdminDep, CallerDep, GatewayDep
-from gateway.errors import validation_error
-from gateway.record_api import service
-from gateway.record_api.auth import RaterDep
-from gateway.record_api.protocol import Feedback, FeedbackCreate, FeedbackList, Forgotten, TenantStats, VersionStats
-from gateway.request_body import read_json_object
+from gateway.feedback_api import service
+from gateway.feedback_api.auth import RaterDep
+from gateway.feedback_api.protocol import Feedback, FeedbackCreate, FeedbackList, Forgotten, TenantStats, VersionStats
+from gateway.request_body import read_json
+from gateway.state import Gateway
 
 router = APIRouter(prefix="/v1")
-admin_router = APIRouter(prefix="/admin", dependencies=[AdminDep])
+admin_router = APIRouter(prefix="/admin")
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Most records per page.")]
 Since = Annotated[datetime | None, Query(description="ISO 8601 (UTC when no zone is given), inclusive.")]
@@ -41,10 +40,7 @@ async def create_feedback(request: Request, rater: RaterDep, gw: GatewayDep) -> 
     max_bytes = 65536 + 6 * (
         limits.feedback_max_comment_chars + limits.feedback_max_correction_chars + MAX_END_USER_CHARS + 2 * MAX_ID_CHARS
     )
-    try:
-        body = FeedbackCreate.model_validate(await read_json_object(request, max_bytes))
-    except ValidationError as exc:
-        raise validation_error(exc.errors()) from None
+    body, _ = await read_json(request, FeedbackCreate, max_bytes)
     return Feedback.of(await service.rate(gw, rater, body))
 
 
@@ -61,7 +57,7 @@ def list_own_feedback(
 @admin_router.get("/tenants/{tenant_id}/feedback")
 def list_tenant_feedback(
     tenant_id: str,
-    gw: GatewayDep,
+    gw: AdminDep,
     adapter: Annotated[str | None, Query(description="A version (`support@2`) or an alias (all versions).")] = None,
     rating: Annotated[str | None, Query(description="up or down.")] = None,
     user: Annotated[str | None, Query(description="The end user who rated.")] = None,
@@ -84,7 +80,7 @@ def list_tenant_feedback(
 @admin_router.get("/tenants/{tenant_id}/feedback/export")
 async def export_feedback(
     tenant_id: str,
-    gw: GatewayDep,
+    gw: AdminDep,
     format: Literal["chat", "kto"] = "chat",
     since: Since = None,
     until: Until = None,
@@ -101,7 +97,7 @@ async def export_feedback(
 
 
 @admin_router.get("/tenants/{tenant_id}/stats")
-def tenant_stats(tenant_id: str, gw: GatewayDep, since: Since = None, until: Until = None) -> TenantStats:
+def tenant_stats(tenant_id: str, gw: AdminDep, since: Since = None, until: Until = None) -> TenantStats:
     """Per adapter version: interactions, ratings, thumbs-up rate and its Wilson 95% interval. Read fresh from the
     database (the cached copy is for Prometheus)."""
     _tenant_exists(gw, tenant_id)
@@ -112,12 +108,12 @@ def tenant_stats(tenant_id: str, gw: GatewayDep, since: Since = None, until: Unt
 
 
 @admin_router.delete("/tenants/{tenant_id}/users/{user:path}")
-async def forget_user(tenant_id: str, user: str, gw: GatewayDep) -> Forgotten:
+async def forget_user(tenant_id: str, user: str, gw: AdminDep) -> Forgotten:
     """Delete everything recorded for one end user of a tenant (interactions, and ratings of and by them)."""
     await run_in_threadpool(_tenant_exists, gw, tenant_id)
     return Forgotten.of(tenant_id, user, await service.forget(gw, tenant_id, user))
 
 
-def _tenant_exists(gw: GatewayDep, tenant_id: str) -> None:
+def _tenant_exists(gw: Gateway, tenant_id: str) -> None:
     with service.database_errors(gw), gw.sessions() as session:
         tenants.get_tenant(session, tenant_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from feedback.record import Interaction
+from feedback.interaction import Interaction
 from feedback.tokens import FeedbackTokens
 from feedback.writer import InteractionWriter, WriterStats
 from gateway.openai.serving import Exchange

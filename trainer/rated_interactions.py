@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 
+from feedback.interaction import as_utc
 from feedback.models import feedback, interactions
-from feedback.record import as_utc
 
 
 @dataclass

@@ -8,7 +8,7 @@ import functools
 import math
 from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from fastapi.responses import StreamingResponse
@@ -20,11 +20,9 @@ from feedback.lookup import wait_for_interaction
 from feedback.privacy import Deleted, forget_end_user
 from feedback.ratings import FeedbackRecord, check_feedback, record_feedback
 from gateway.errors import Overloaded
-from gateway.record_api.auth import Rater
-from gateway.record_api.protocol import FeedbackCreate
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.feedback_api.auth import Rater
+from gateway.feedback_api.protocol import FeedbackCreate
+from gateway.state import Gateway
 
 EXPORT_ROWS_HEADER = "x-loraflow-export-ratings"  # how many ratings the export reads: a progress bar's total
 EXPORT_CHUNK_BYTES = 64 * 1024  # lines are read in a worker thread this much at a time, not one hop per line
