@@ -7,7 +7,9 @@ Reaches the gateway only over HTTP, so it can run on another machine (DESIGN.md)
     gateway_client.py   the admin API and the OpenAI API, as the trainer uses them
     record.py           rated interactions of an adapter alias, read from feedback/'s tables
     dataset.py          the rules: SFT/KTO examples, dedupe, held-out split by id hash, no leak, golden set
-    cycle.py            one run: lock, data, train, register, stage, evaluate, gate, promote or retire, report
+    cycle.py            one run: lock, the stages in order, the ending (failed: retire the candidate), report
+    stages.py           the stages, each handed what the one before produced: prepare, dataset, train, register,
+                        stage, evaluate, decide (promote or retire)
     run_status.py       the run's stage, progress and heartbeat at the gateway
     evaluation.py       candidate and incumbent answering the same items through the gateway, scored
     adapters.py         packing adapters for upload; keeping promoted ones to continue them
