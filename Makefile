@@ -6,7 +6,6 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # vLLM's CPU build where there is no NVIDIA GPU, vLLM where there is.
 ENGINE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo engine-cuda || echo engine-cpu)
 
-export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: run test demo bench lint install clean

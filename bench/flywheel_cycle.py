@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from bench import results_file
-from tests.e2e.stack import ADMIN_KEY, GatewayProcess, demo_model, start_engine
+from tests.e2e.stack import ADMIN_KEY, GatewayProcess, start_engine, tiny_model
 from trainer import demo_tasks, demo_users
 from trainer.cycle import Cycle
 from trainer.gateway_client import GatewayClient
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     tasks = args.tasks.split(",")
 
-    model = demo_model()
+    model = tiny_model()
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="loraflow-bench-") as tmp:
         work = Path(tmp)

@@ -22,7 +22,7 @@ import httpx
 
 from bench import results_file
 from tests.e2e.adapters import constant_examples, make_adapter
-from tests.e2e.stack import GatewayProcess, demo_model, start_engine
+from tests.e2e.stack import GatewayProcess, start_engine, tiny_model
 
 MESSAGES = [{"role": "user", "content": "hello, where is my parcel?"}]
 
@@ -193,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
 
-    model = demo_model()
+    model = tiny_model()
     adapter = make_adapter(model, model.parent.parent / "adapters", "alpha", constant_examples("ALPHA"))
     with tempfile.TemporaryDirectory(prefix="loraflow-bench-") as tmp:
         work = Path(tmp)

@@ -30,7 +30,7 @@ import httpx
 
 from bench import results_file
 from bench.retrieval import chunks, questions
-from tests.e2e.stack import GatewayProcess, demo_model, start_engine
+from tests.e2e.stack import BASE_NAME, GatewayProcess, start_engine, tiny_model
 
 TENANT = "bench"
 TARGET = 1.15
@@ -49,7 +49,7 @@ class Samples:
 async def one(
     client: httpx.AsyncClient, question: str, grounded: bool, args: argparse.Namespace, into: Samples
 ) -> None:
-    body = {"model": "loraflow-demo", "messages": [{"role": "user", "content": question}], "stream": True,
+    body = {"model": BASE_NAME, "messages": [{"role": "user", "content": question}], "stream": True,
             "max_tokens": args.max_tokens, "temperature": 0, "ignore_eos": True,
             "stream_options": {"include_usage": True}}  # fmt: skip
     if grounded:
@@ -187,7 +187,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    model = demo_model()
+    model = tiny_model()
     with tempfile.TemporaryDirectory(prefix="loraflow-bench-") as tmp:
         work = Path(tmp)
         engine, engine_url = start_engine(model, work)

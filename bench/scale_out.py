@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 
 from bench import results_file
 from tests.e2e.adapters import constant_examples, make_adapter
-from tests.e2e.stack import HELLO, GatewayProcess, demo_model, start_engine, steady_load, wait_for
+from tests.e2e.stack import HELLO, GatewayProcess, start_engine, steady_load, tiny_model, wait_for
 
 POSTGRES_ADMIN = os.environ.get("LORAFLOW_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--load-s", type=float, default=30)
     args = parser.parse_args()
 
-    model = demo_model()
+    model = tiny_model()
     cache = model.parent.parent / "adapters"
     adapters = {word: make_adapter(model, cache, word.lower(), constant_examples(word)) for word in ("ALPHA", "BRAVO")}
     database = f"lf_bench_{uuid.uuid4().hex[:10]}"

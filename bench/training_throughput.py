@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from bench import results_file
-from trainer import demo_model, demo_tasks, devices
+from trainer import base_model, demo_tasks, devices
 from trainer.config import TrainingConfig
 from trainer.recipes import setup, sft
 from trainer.result import library_versions
@@ -133,7 +133,7 @@ def main() -> None:
         torch.set_num_threads(options.threads)
     machine = results_file.machine()
     # The same cached build as the other benchmarks (bench/rig.py).
-    base = demo_model.build(ROOT / "var" / "test-cache" / "models" / "demo", log=lambda _: None)
+    base = Path(base_model.prepare(base_model.TINY, ROOT / "var" / "test-cache"))
     config = TrainingConfig(epochs=options.epochs, device=options.device)
     data = records(options.task, options.examples)
     placement = devices.resolve(options.device)

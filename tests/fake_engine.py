@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 
 class FakeEngine:
-    def __init__(self, base_model: str = "loraflow-demo") -> None:
+    def __init__(self, base_model: str = "tiny-random") -> None:
         self.base_model = base_model
         self.adapters: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []

@@ -7,6 +7,7 @@
     loraflow train golden --tenant acme --adapter support FILE   upload a golden set (JSONL)
     loraflow scheduler                                           the nightly schedule, in the foreground
     loraflow demo                                                the whole flywheel on two demo tenants
+    loraflow base-model [NAME]                                   download, convert and check the base model now
 
 Heavy imports (torch, transformers) happen inside the commands, so `loraflow --help` stays fast everywhere.
 """
@@ -39,22 +40,30 @@ train_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo-model")(demo_model)
+    app.command("base-model")(base_model)
     app.add_typer(train_app, name="train")
     app.command("scheduler")(scheduler)
     app.command("demo")(demo)
 
 
-def demo_model(
-    path: Annotated[Path, typer.Argument(help="Where to save it.")] = Path("var/models/demo"),
-    seed: Annotated[int, typer.Option(help="Same seed, same model.")] = 0,
+def base_model(
+    name: Annotated[
+        str | None, typer.Argument(help="Default: LORAFLOW_BASE_MODEL, else smollm2-135m-instruct.")
+    ] = None,
 ) -> None:
-    """Build the demo base model: a tiny Llama with a locally trained BPE tokenizer and a chat template."""
-    from trainer.demo_model import DemoModelSpec, build
+    """Make the base model ready now (download, convert, check; cached), as `loraflow up` does before it starts."""
+    from trainer.base_model import prepare
+    from trainer.preparation import PreparationError, RichStages
+    from trainer.settings import load_settings
 
-    with out.status("Building the demo base model…") as status:
-        build(path, DemoModelSpec(seed=seed), log=lambda message: status.update(message.capitalize() + "…"))
-    out.print(f"[green]✓[/] demo base model at {path}")
+    settings = load_settings()
+    try:
+        with RichStages(out) as stages:
+            path = prepare(name or settings.base_model, settings.var_dir, stages)
+    except PreparationError as error:
+        err.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    out.print(f"[green]✓[/] base model at {path}")
 
 
 @train_app.callback(invoke_without_command=True)

@@ -106,7 +106,7 @@ def run_demo(*, url: str | None, keep: bool, requests: int, console: Console) ->
                 admin_key=SecretStr(gateway.admin_key),
                 var_dir=DEMO_DIR,
                 database_url="",
-                base_model="demo",
+                base_model="tiny-random",
             )
         phases["gateway and engine start"] = time.perf_counter() - mark
         console.print(f"[green]✓[/] gateway at {settings.url} ({phases['gateway and engine start']:.0f} s)")
@@ -278,7 +278,7 @@ class DemoGateway:
             "LORAFLOW_HOST": "127.0.0.1",
             "LORAFLOW_ADMIN_KEY": admin_key,
             "LORAFLOW_DATABASE_URL": "",  # its own SQLite file, whatever this shell points at
-            "LORAFLOW_BASE_MODEL": "demo",
+            "LORAFLOW_BASE_MODEL": "tiny-random",
             "LORAFLOW_ENGINE__URLS": "[]",
             "LORAFLOW_ENGINE__PORT": str(_free_port()),
             "LORAFLOW_ENGINE__CPU_THREADS_BIND": "0",  # core 0 for the engine, the rest for training

@@ -15,9 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trainer import base_model as base_models
 from trainer.config import DEFAULT_TARGET_MODULES
-
-DEMO_MODEL = "demo"
 
 
 class EngineLimits(BaseModel):
@@ -71,8 +70,12 @@ class TrainerSettings(BaseSettings):
     )
     var_dir: Path = Field(default=Path("var"), description="Where the trainer keeps its work: var/trainer/.")
     base_model: str = Field(
-        default=DEMO_MODEL,
-        description="The base model to train on, as the gateway serves it: a Hugging Face id or path.",
+        default=base_models.SMOLLM2,
+        description="The base model to train on, as the gateway serves it (`LORAFLOW_BASE_MODEL`): a built-in name "
+        f"('{base_models.SMOLLM2}', '{base_models.TINY}'), a .gguf file, a Hugging Face id or a directory.",
+    )
+    served_model_name: str = Field(
+        default="", description="The base model's public name at the gateway (`LORAFLOW_SERVED_MODEL_NAME`)."
     )
     engine: EngineLimits = EngineLimits()
     scheduler: SchedulerSettings = SchedulerSettings()
@@ -104,8 +107,14 @@ class TrainerSettings(BaseSettings):
 
     @property
     def base_model_path(self) -> str:
-        """What training loads: the demo model's directory, or base_model as given."""
-        return str(self.var_dir / "models" / "demo") if self.base_model == DEMO_MODEL else self.base_model
+        """What training loads: the directory made for a built-in name or a GGUF file (as the gateway's), else
+        base_model as given."""
+        return base_models.model_path(self.base_model, self.var_dir)
+
+    @property
+    def public_model_name(self) -> str:
+        """The name the gateway serves the base model under, unless `LORAFLOW_SERVED_MODEL_NAME` says otherwise."""
+        return self.served_model_name or base_models.public_name(self.base_model)
 
     @property
     def work_dir(self) -> Path:

@@ -19,19 +19,17 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.panel import Panel
-from rich.syntax import Syntax
 
 from gateway import keys, tenants
 from gateway.app import create_app
 from gateway.child_process import ChildProcess
+from gateway.cli.banner import DEMO_TENANT, print_banner
 from gateway.cli.client import gateway_url
 from gateway.dev_keys import with_dev_keys
 from gateway.settings import Settings, load_settings
 from gateway.store.db import make_engine, make_sessions, migrate
 
 out = Console()
-DEMO_TENANT = "demo"
 
 
 def up(
@@ -42,7 +40,10 @@ def up(
         typer.Option("--engine-url", help="Attach to this running vLLM instead of starting one; repeat for several."),
     ] = None,
     base_model: Annotated[
-        str | None, typer.Option(help="Hugging Face id or path; 'demo' builds the demo model.")
+        str | None,
+        typer.Option(
+            help="smollm2-135m-instruct (default), tiny-random, a .gguf file, or a Hugging Face id or directory."
+        ),
     ] = None,
 ) -> None:
     """Start the gateway (and, unless --engine-url is given, a vLLM engine it supervises)."""
@@ -58,11 +59,11 @@ def up(
 
     if settings.managed_engine:
         _require_engine()
-        if settings.is_demo_model:
-            _build_demo_model(settings)
+        if settings.base_model_needs_preparation:
+            _prepare_base_model(settings)
     demo_key = _demo_key(settings) if settings.env == "development" else None
     scheduler = _start_scheduler(settings) if settings.training.run_scheduler and _trainer_installed() else None
-    _banner(settings, demo_key, scheduler)
+    print_banner(out, settings, demo_key, scheduler.log_path if scheduler else None)
     threading.Thread(target=_announce_ready, args=(gateway_url(settings), settings), daemon=True).start()
     try:
         # uvicorn re-raises Ctrl-C after its graceful shutdown (which stopped the engine): nothing left to do.
@@ -111,16 +112,19 @@ def _require_engine() -> None:
         raise typer.Exit(2)
 
 
-def _build_demo_model(settings: Settings) -> None:
-    """Built by the trainer's code in a child process: the gateway never imports the trainer (DESIGN.md)."""
-    with out.status("Preparing the demo base model (built once, then cached)…"):
-        result = subprocess.run(
-            [sys.executable, "-m", "trainer.demo_model", settings.base_model_path], capture_output=True, text=True
+def _prepare_base_model(settings: Settings) -> None:
+    """Download, convert and check the base model once (then found in var/models), with the trainer's code in a
+    child process: the gateway never imports the trainer (DESIGN.md). Its progress display is the user's terminal."""
+    if importlib.util.find_spec("trainer") is None or importlib.util.find_spec("transformers") is None:
+        out.print(
+            f"[red]The base model {settings.base_model!r} must be prepared, which needs the trainer:[/] "
+            "`pip install 'loraflow[trainer]'`; or point LORAFLOW_BASE_MODEL at a Hugging Face model directory."
         )
-    if result.returncode != 0:
-        out.print(f"[red]Could not build the demo model:[/]\n{result.stderr[-2000:]}")
+        raise typer.Exit(2)
+    command = [sys.executable, "-m", "trainer.base_model", settings.base_model, "--var-dir", str(settings.var_dir)]
+    if subprocess.run(command).returncode != 0:
+        out.print(f"[red]Could not prepare the base model {settings.base_model!r}[/] (the reason is above).")
         raise typer.Exit(1)
-    out.print(f"[green]✓[/] demo base model at {settings.base_model_path}")
 
 
 def _demo_key(settings: Settings) -> str:
@@ -143,34 +147,6 @@ def _demo_key(settings: Settings) -> str:
     key_file.write_text(key + "\n")
     os.chmod(key_file, 0o600)
     return key
-
-
-def _banner(settings: Settings, demo_key: str | None, scheduler: ChildProcess | None) -> None:
-    url = gateway_url(settings)
-    engine = "starting vLLM (log: " + str(settings.var_dir / "logs" / "engine.log") + ")"
-    if not settings.managed_engine:
-        engine = "attached to " + ", ".join(settings.engine.urls)
-    dev_key_file = settings.env == "development" and not os.environ.get("LORAFLOW_ADMIN_KEY")
-    admin_key = settings.var_dir / "admin-key" if dev_key_file else "LORAFLOW_ADMIN_KEY"
-    lines = [
-        f"[bold]Gateway[/]     {url}/v1",
-        f"[bold]Base model[/]  {settings.public_model_name}",
-        f"[bold]Engine[/]      {engine}",
-        f"[bold]Admin key[/]   {admin_key}",
-    ]
-    if scheduler is not None:
-        lines.append(f"[bold]Scheduler[/]   retraining on each tenant's schedule (log: {scheduler.log_path})")
-    if demo_key:
-        lines.append(f"[bold]Demo key[/]    {demo_key}  (tenant '{DEMO_TENANT}')")
-    out.print(Panel("\n".join(lines), title="loraflow", subtitle="Ctrl-C stops everything", expand=False))
-    snippet = (
-        "from openai import OpenAI\n\n"
-        f'client = OpenAI(base_url="{url}/v1", api_key="{demo_key or "<your key>"}")\n'
-        "reply = client.chat.completions.create(\n"
-        f'    model="{settings.public_model_name}", messages=[{{"role": "user", "content": "Hello"}}]\n'
-        ")\nprint(reply.choices[0].message.content)"
-    )
-    out.print(Syntax(snippet, "python", theme="ansi_dark", background_color="default"))
 
 
 def _announce_ready(url: str, settings: Settings) -> None:

@@ -42,7 +42,6 @@ def vllm_command(
 def engine_environment(*, cpu: bool, kv_cache_gib: int, threads_bind: str) -> dict[str, str]:
     env = dict(os.environ)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # the gateway loads and unloads adapters at runtime
-    env.setdefault("HF_HUB_OFFLINE", "1")
     if cpu:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = threads_bind

@@ -1,4 +1,4 @@
-"""The end-to-end rig: one real vLLM (CPU) on the demo model for the whole session, real PEFT adapters, and the
+"""The end-to-end rig: one real vLLM (CPU) on the tiny model for the whole session, real PEFT adapters, and the
 real gateway (uvicorn on a loopback port) in front of it, driven with the official `openai` client."""
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
-def demo_model() -> Path:
-    return stack.demo_model()
+def tiny_model() -> Path:
+    return stack.tiny_model()
 
 
 @pytest.fixture(scope="session")
-def adapter_dirs(demo_model: Path) -> dict[str, Path]:
+def adapter_dirs(tiny_model: Path) -> dict[str, Path]:
     """Real adapters: three that always answer one word, and one that routes tickets."""
     cache = CACHE / "adapters"
-    made = {word.lower(): make_adapter(demo_model, cache, word.lower(), constant_examples(word)) for word in
+    made = {word.lower(): make_adapter(tiny_model, cache, word.lower(), constant_examples(word)) for word in
             ("ALPHA", "BRAVO", "GLOBEX")}  # fmt: skip
-    made["routing"] = make_adapter(demo_model, cache, "routing", routing_examples())
+    made["routing"] = make_adapter(tiny_model, cache, "routing", routing_examples())
     return made
 
 
@@ -55,10 +55,10 @@ class Engine:
 
 
 @pytest.fixture(scope="session")
-def engine(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def engine(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     workdir = tmp_path_factory.mktemp("engine")
     try:
-        process, url = start_engine(demo_model, workdir, threads_bind="0")  # core 1 is for a second engine
+        process, url = start_engine(tiny_model, workdir, threads_bind="0")  # core 1 is for a second engine
     except TimeoutError:
         pytest.fail("vLLM did not start; its log:\n" + (workdir / "engine.log").read_text()[-5000:])
     yield Engine(process, url)
@@ -130,13 +130,13 @@ def serve(settings: Settings) -> tuple[Gateway, uvicorn.Server, threading.Thread
 
 
 @pytest.fixture(scope="session")
-def gateway(engine: Engine, demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(engine: Engine, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     settings = Settings(
         var_dir=tmp_path_factory.mktemp("gateway-var"),
         port=free_port(),
         admin_key=ADMIN_KEY,
         secret_key="e2e-secret",
-        base_model=str(demo_model),
+        base_model=str(tiny_model),
         served_model_name=BASE_NAME,
         engine=EngineSettings(urls=[engine.url], health_interval_s=0.5, max_lora_rank=16, drain_timeout_s=30),
         registry_poll_s=0.5,

@@ -1,5 +1,5 @@
-"""A real stack, for the end-to-end tests and the benchmarks: vLLM engines on the demo model, gateway processes
-attached to them as they run in production, tenants and adapters."""
+"""A real stack, for the end-to-end tests and the benchmarks: vLLM engines on the tiny model (or SmolLM2), gateway
+processes attached to them as they run in production, tenants and adapters."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import httpx
 
 from gateway.child_process import ChildProcess
 from gateway.engine.supervisor import engine_environment, vllm_command
-from trainer.demo_model import build
+from trainer import base_model
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / "var" / "test-cache"  # the demo model and adapters are built once, then reused by every run
-BASE_NAME = "loraflow-demo"
+CACHE = ROOT / "var" / "test-cache"  # the base models and adapters are made once, then reused by every run
+BASE_NAME = base_model.TINY  # the tiny model's public name, as `loraflow up` serves it
 ADMIN_KEY = "e2e-admin-key"
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -42,17 +42,26 @@ def wait_for(url: str, timeout_s: float) -> None:
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
 
 
-def demo_model() -> Path:
-    return build(CACHE / "models" / "demo", log=lambda _: None)
+def tiny_model() -> Path:
+    """The tiny random-weight model (built in seconds): for tests and benchmarks where speed matters."""
+    return Path(base_model.prepare(base_model.TINY, CACHE))
 
 
-def start_engine(model: Path, workdir: Path, threads_bind: str = "auto") -> tuple[ChildProcess, str]:
+def smollm2_model() -> Path:
+    """The default base model, SmolLM2-135M-Instruct: downloaded and converted on first use, then cached."""
+    return Path(base_model.prepare(base_model.SMOLLM2, CACHE))
+
+
+def start_engine(
+    model: Path, workdir: Path, threads_bind: str = "auto", served_name: str = BASE_NAME
+) -> tuple[ChildProcess, str]:
     port = free_port()
     command = vllm_command(
-        model=str(model), served_name=BASE_NAME, host="127.0.0.1", port=port, max_lora_rank=16, max_loras=4,
+        model=str(model), served_name=served_name, host="127.0.0.1", port=port, max_lora_rank=16, max_loras=4,
         max_cpu_loras=16, dtype="float32", max_model_len=2048,
     )  # fmt: skip
     env = engine_environment(cpu=True, kv_cache_gib=1, threads_bind=threads_bind)
+    env["HF_HUB_OFFLINE"] = "1"  # offline belongs to the tests: the engine never looks for a model on the hub
     process = ChildProcess("engine", command, env, workdir / "engine.log")
     process.start()
     url = f"http://127.0.0.1:{port}"
@@ -76,6 +85,7 @@ class GatewayProcess:
             "LORAFLOW_BASE_MODEL": str(model),
             "LORAFLOW_SERVED_MODEL_NAME": BASE_NAME,
             "LORAFLOW_TRAINING__RUN_SCHEDULER": "false",  # a trainer beside it would only add noise here
+            "HF_HUB_OFFLINE": "1",  # for the engines it may start: tests never reach a model hub
             **env,
         }
         command = [str(Path(sys.executable).with_name("loraflow")), "up"]

@@ -33,11 +33,11 @@ TEACH = {**QUICK, "epochs": 5, "learning_rate": 2e-3}  # 160 routing examples le
 
 
 @pytest.fixture
-def trainer(gateway, demo_model, tmp_path: Path):
+def trainer(gateway, tiny_model, tmp_path: Path):
     """A cycle maker for the session's gateway: its database, its base model, a var dir of its own."""
     settings = TrainerSettings(
         gateway_url=gateway.url, admin_key=SecretStr(ADMIN_KEY), database_url=gateway.settings.sqlalchemy_url,
-        var_dir=tmp_path / "trainer-var", base_model=str(demo_model), heartbeat_s=2,
+        var_dir=tmp_path / "trainer-var", base_model=str(tiny_model), heartbeat_s=2,
     )  # fmt: skip
     made: list[Cycle] = []
 

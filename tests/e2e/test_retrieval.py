@@ -77,12 +77,12 @@ class RagGateway:
 
 
 @pytest.fixture(scope="module")
-def rag(engine, demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RagGateway]:
+def rag(engine, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RagGateway]:
     settings = Settings(
         var_dir=tmp_path_factory.mktemp("rag-var"),
         admin_key=ADMIN_KEY,
         secret_key="e2e-secret",
-        base_model=str(demo_model),
+        base_model=str(tiny_model),
         served_model_name=BASE_NAME,
         engine=EngineSettings(urls=[engine.url], health_interval_s=0.5, max_lora_rank=16, drain_timeout_s=30),
         registry_poll_s=0.5,

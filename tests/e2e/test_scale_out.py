@@ -35,9 +35,9 @@ def engine_up_everywhere(gateways: list[GatewayProcess], engine_url: str) -> boo
     return all(states)
 
 
-def test_two_gateways_two_engines_one_database(engine, demo_model, adapter_dirs, postgres_url, s3, tmp_path):
+def test_two_gateways_two_engines_one_database(engine, tiny_model, adapter_dirs, postgres_url, s3, tmp_path):
     s3_url, s3_client, bucket = s3
-    second_engine, second_url = start_engine(demo_model, tmp_path / "engine-b", threads_bind="1")
+    second_engine, second_url = start_engine(tiny_model, tmp_path / "engine-b", threads_bind="1")
     engines = [engine.url, second_url]
     shared = {
         "LORAFLOW_DATABASE_URL": postgres_url,
@@ -49,7 +49,7 @@ def test_two_gateways_two_engines_one_database(engine, demo_model, adapter_dirs,
     }
     gateways = []
     try:
-        gateways = [GatewayProcess(engines, tmp_path / name, demo_model, **shared) for name in ("g1", "g2")]
+        gateways = [GatewayProcess(engines, tmp_path / name, tiny_model, **shared) for name in ("g1", "g2")]
         first, second = gateways
         key = first.tenant_key("scale")  # one database: the key works on both replicas
         first.adapter("scale", "support", adapter_dirs["alpha"])

@@ -23,13 +23,14 @@ pytestmark = pytest.mark.e2e
 LOFRAFLOW = str(Path(sys.executable).with_name("loraflow"))
 
 
-def test_up_supervises_the_engine_and_ctrl_c_leaves_nothing_behind(tmp_path, demo_model, adapter_dirs):
+def test_up_supervises_the_engine_and_ctrl_c_leaves_nothing_behind(tmp_path, tiny_model, adapter_dirs):
     var = tmp_path / "var"
-    shutil.copytree(demo_model, var / "models" / "demo")  # the cached build: `up` finds it and skips building
+    shutil.copytree(tiny_model, var / "models" / "tiny-random")  # the cached build: `up` finds it and skips building
     port = free_port()
     env = {
         **os.environ,
         "LORAFLOW_VAR_DIR": str(var),
+        "LORAFLOW_BASE_MODEL": "tiny-random",
         "LORAFLOW_PORT": str(port),
         "LORAFLOW_ENGINE__PORT": str(free_port()),
         "LORAFLOW_ENGINE__HEALTH_INTERVAL_S": "0.5",
@@ -44,7 +45,7 @@ def test_up_supervises_the_engine_and_ctrl_c_leaves_nothing_behind(tmp_path, dem
         wait_for(f"{url}/ready", 300)
         key = (var / "demo-key").read_text().strip()
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-        assert client.chat.completions.create(model="loraflow-demo", messages=HELLO, max_tokens=3).usage
+        assert client.chat.completions.create(model="tiny-random", messages=HELLO, max_tokens=3).usage
 
         cli = [LOFRAFLOW, "adapters"]
         run = {"env": env, "cwd": tmp_path, "check": True, "capture_output": True, "text": True}

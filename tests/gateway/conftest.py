@@ -21,7 +21,7 @@ from gateway.settings import EngineSettings, Settings
 from tests.fake_engine import FakeEngine
 
 ADMIN_KEY = "test-admin-key"
-BASE = "loraflow-demo"
+BASE = "tiny-random"  # the fake engine serves it under this name, as the tiny model is served
 
 
 @dataclass
@@ -58,7 +58,7 @@ def make_settings(tmp_path: Path, database_url: str = "", **overrides) -> Settin
         secret_key="test-secret",
         engine=EngineSettings(urls=["http://engine-a"], health_interval_s=0.05),
         registry_poll_s=0.05,
-        **overrides,
+        **{"base_model": BASE, **overrides},
     )
 
 

@@ -55,7 +55,7 @@ def test_register_stages_the_version_and_promote_serves_it(env, tmp_path):
     assert (version["id"], version["state"], version["rank"]) == ("support@1", "staged", 8)
     assert str(tmp_path) not in response.text and "lf-" not in response.text
     # Nothing promoted yet: the alias is served by the base model, so an app can call it from day one.
-    assert sdk(env, key).chat.completions.create(model="support", messages=MESSAGES).model == "loraflow-demo"
+    assert sdk(env, key).chat.completions.create(model="support", messages=MESSAGES).model == "tiny-random"
     assert sdk(env, key).chat.completions.create(model="support@1", messages=MESSAGES).model == "support@1"
 
     env.admin("POST", "/tenants/acme/adapters/support/promote", json={"version": 1})

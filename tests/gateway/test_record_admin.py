@@ -172,7 +172,7 @@ def test_the_metrics_show_the_thumbs_up_rate_per_version(env, rated):
         'loraflow_feedback_up_ratio{model="support@1",tenant="acme"} 0.6666666666666666',
         'loraflow_feedback_ratings{model="support@1",rating="up",tenant="acme"} 2.0',
         'loraflow_feedback_ratings{model="support@2",rating="down",tenant="acme"} 2.0',
-        'loraflow_feedback_ratings{model="loraflow-demo",rating="up",tenant="globex"} 1.0',
+        'loraflow_feedback_ratings{model="tiny-random",rating="up",tenant="globex"} 1.0',
     }
     lines = wait_until(lambda: (found := metric_lines()) and expected <= set(found) and found, timeout_s=5)
     assert any(line.startswith('loraflow_feedback_up_ratio_low{model="support@1",tenant="acme"}') for line in lines)

@@ -20,7 +20,7 @@ def test_a_full_record_refuses_completions_with_503_and_serves_nothing_unrecorde
             for _ in range(20):
                 response = env.client.post(
                     "/v1/chat/completions",
-                    json={"model": "loraflow-demo", "messages": [{"role": "user", "content": "hi"}]},
+                    json={"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}]},
                     headers={"Authorization": f"Bearer {key}"},
                 )
                 if response.status_code != 200:
@@ -55,7 +55,7 @@ def test_feedback_for_a_spilled_completion_is_503_then_accepted_once_the_databas
 
 def _streamed(env, key: str) -> str:
     with sdk(env, key).chat.completions.with_streaming_response.create(
-        model="loraflow-demo", messages=[{"role": "user", "content": "hi"}], stream=True
+        model="tiny-random", messages=[{"role": "user", "content": "hi"}], stream=True
     ) as response:
         return next(iter(response.parse())).id
 

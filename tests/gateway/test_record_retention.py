@@ -112,11 +112,11 @@ def test_the_stats_cache_reads_every_tenant_and_renders_gauges(db):
     inserter_for(db).insert(db, [liked, disliked, served("acme", adapter_version=None), served("globex")], 5.0)
     record_feedback(db, tenant_id="acme", completion_id=liked.id, rating="up")
     record_feedback(db, tenant_id="acme", completion_id=disliked.id, rating="down")
-    cache = StatsCache(db, base_model="loraflow-demo")
+    cache = StatsCache(db, base_model="tiny-random")
     assert cache.collect()[0].samples == []  # nothing read yet: no numbers, rather than zeros
     cache.refresh()
     samples = {(m.name, tuple(sorted(s.labels.items()))): s.value for m in cache.collect() for s in m.samples}
-    assert samples[("loraflow_record_interactions", (("model", "loraflow-demo"), ("tenant", "acme")))] == 1
+    assert samples[("loraflow_record_interactions", (("model", "tiny-random"), ("tenant", "acme")))] == 1
     assert samples[("loraflow_record_interactions", (("model", "support@1"), ("tenant", "globex")))] == 1
     assert samples[("loraflow_record_interactions", (("model", "support@1"), ("tenant", "acme")))] == 2
     assert samples[("loraflow_feedback_up_ratio", (("model", "support@1"), ("tenant", "acme")))] == 0.5

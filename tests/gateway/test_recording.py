@@ -37,9 +37,9 @@ def test_streamed_and_plain_completions_are_recorded_under_the_id_the_client_got
         "completed",
     )
     assert first["request"] == {"messages": MESSAGES} and first["params"]["temperature"] == 0.5
-    assert first["response_text"] == "answer from loraflow-demo" and first["usage"]["total_tokens"] == 8
+    assert first["response_text"] == "answer from tiny-random" and first["usage"]["total_tokens"] == 8
     second = recorded[chunks[0].id]
-    assert second["stream"] and second["response_text"].strip() == "answer from loraflow-demo"
+    assert second["stream"] and second["response_text"].strip() == "answer from tiny-random"
     assert second["usage"]["completion_tokens"] == 3 and second["metadata"] == {"ticket": "42"}
     assert second["ttft_ms"] is not None and second["latency_ms"] >= second["ttft_ms"]
 

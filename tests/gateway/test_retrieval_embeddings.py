@@ -94,7 +94,7 @@ def test_too_many_inputs_are_400(rag, key):
 
 
 def test_an_unknown_model_is_404_model_not_found(rag, key):
-    for model in ("text-embedding-3-large", "loraflow-demo", ""):
+    for model in ("text-embedding-3-large", "tiny-random", ""):
         with pytest.raises(openai.NotFoundError) as caught:
             sdk(rag, key).embeddings.create(model=model, input="hello")
         assert caught.value.body["code"] == "model_not_found"

@@ -63,7 +63,7 @@ def test_a_gateway_without_retrieval_never_imports_torch(tmp_path):
         from gateway.settings import EngineSettings, Settings
         from tests.fake_engine import FakeEngine
 
-        settings = Settings(var_dir=Path({str(tmp_path)!r}), admin_key="k", secret_key="s",
+        settings = Settings(var_dir=Path({str(tmp_path)!r}), admin_key="k", secret_key="s", base_model="{BASE}",
                             engine=EngineSettings(urls=["http://engine-a"]))
         app = create_app(settings, transport=httpx.ASGITransport(FakeEngine("{BASE}").app))
         with TestClient(app) as client:

@@ -1,4 +1,4 @@
-"""Fixtures for the trainer's tests: the demo base model (built once, cached under var/) and demo-task records."""
+"""Fixtures for the trainer's tests: the tiny base model (built once, cached under var/) and demo-task records."""
 
 from __future__ import annotations
 
@@ -19,4 +19,4 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="session")
 def base_model() -> Path:
-    return stack.demo_model()  # the same cached build as the end-to-end suite
+    return stack.tiny_model()  # the same cached build as the end-to-end suite

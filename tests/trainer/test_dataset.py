@@ -119,7 +119,7 @@ def test_only_the_alias_interactions_are_used(db):
     rated(db, served(db, "other alias", "d", model="billing", version="billing@1", interaction_id=an_id(False)), "up")
     rated(db, served(db, "similar name", "e", model="support2", version=None, interaction_id=an_id(False)), "up")
     base = served(
-        db, "the base model by name", "g", model="loraflow-demo", version=None, alias=None, interaction_id=an_id(False)
+        db, "the base model by name", "g", model="tiny-random", version=None, alias=None, interaction_id=an_id(False)
     )
     rated(db, base, "up")
     assert sorted(answer_of(e) for e in build(db).train) == ["a", "b", "c", "f"]

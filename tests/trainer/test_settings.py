@@ -22,7 +22,7 @@ def test_defaults_point_at_the_local_gateway_and_the_sqlite_record(tmp_path: Pat
     settings = load_settings()
     assert settings.url == "http://127.0.0.1:8000"
     assert settings.sqlalchemy_url == "sqlite:///var/loraflow.db"
-    assert settings.base_model_path == "var/models/demo"
+    assert settings.base_model_path == "var/models/smollm2-135m-instruct"
     assert settings.engine.max_lora_rank == 16 and "q_proj" in settings.engine.lora_target_modules
 
 

@@ -1,10 +1,10 @@
-"""Build the demo base model: a tiny Llama with a locally trained BPE tokenizer and a chat template.
+"""Build the `tiny-random` base model: a tiny Llama with a locally trained BPE tokenizer and a chat template.
 
-No small chat model can be downloaded here, so loraflow makes one in seconds. It is untrained (random
-weights), which is the point: whatever a LoRA adapter makes it do is visibly the adapter's doing. It is saved
-in Hugging Face format, so vLLM, transformers and PEFT all load it like any other model.
+Made in seconds with no download, for fast tests and machines that want none. It is untrained (random weights):
+whatever a LoRA adapter makes it do is visibly the adapter's doing. It is saved in Hugging Face format, so vLLM,
+transformers and PEFT all load it like any other model.
 
-    python -m trainer.demo_model var/models/demo
+    python -m trainer.tiny_model var/models/tiny-random
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ CHAT_TEMPLATE = (
     "{{ message['content'] }}<|end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-MARKER = "loraflow-demo.json"
+MARKER = "loraflow-tiny-model.json"
 
 
 @dataclass(frozen=True)
-class DemoModelSpec:
-    """Everything that decides the demo model's bytes: the same spec gives the same files."""
+class TinyModelSpec:
+    """Everything that decides the tiny model's bytes: the same spec gives the same files."""
 
     seed: int = 0
     vocab_size: int = 2048
@@ -45,22 +45,22 @@ class DemoModelSpec:
     format_version: int = 1
 
 
-def is_built(path: Path, spec: DemoModelSpec = DemoModelSpec()) -> bool:
+def is_built(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> bool:
     marker = path / MARKER
     return marker.is_file() and json.loads(marker.read_text()) == asdict(spec)
 
 
-def build(path: Path, spec: DemoModelSpec = DemoModelSpec(), log: Callable[[str], None] = print) -> Path:
+def build(path: Path, spec: TinyModelSpec = TinyModelSpec(), log: Callable[[str], None] = print) -> Path:
     """Build the model into `path` unless the same spec is already there. Returns `path`."""
     path = Path(path)
     if is_built(path, spec):
-        log(f"demo model already built at {path}")
+        log(f"tiny model already built at {path}")
         return path
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".demo-model-") as tmp:
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".tiny-model-") as tmp:
         staging = Path(tmp) / "model"
         log("training the BPE tokenizer")
         tokenizer = _train_tokenizer(spec)
@@ -93,11 +93,11 @@ def build(path: Path, spec: DemoModelSpec = DemoModelSpec(), log: Callable[[str]
         if path.exists():
             shutil.rmtree(path)
         staging.rename(path)
-    log(f"demo model ready at {path}")
+    log(f"tiny model ready at {path}")
     return path
 
 
-def _train_tokenizer(spec: DemoModelSpec):  # -> PreTrainedTokenizerFast
+def _train_tokenizer(spec: TinyModelSpec):  # -> PreTrainedTokenizerFast
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -127,4 +127,4 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 if __name__ == "__main__":
-    build(Path(sys.argv[1] if len(sys.argv) > 1 else "var/models/demo"))
+    build(Path(sys.argv[1] if len(sys.argv) > 1 else "var/models/tiny-random"))
