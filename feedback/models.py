@@ -23,9 +23,6 @@ MAX_TENANT_CHARS = 64
 MAX_END_USER_CHARS = 256
 MAX_NAME_CHARS = 200
 
-ENDPOINTS = ("chat", "completion")
-OUTCOMES = ("completed", "client_disconnected", "upstream_error")
-
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)

@@ -18,7 +18,6 @@ from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.store.models import Adapter, AdapterVersion, Promotion, RegistryRevision, utcnow
 
 ALIAS = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-STATES = ("registered", "staged", "production", "retired")
 
 
 def current_revision(session: Session) -> int:

@@ -5,7 +5,7 @@ Reaches the gateway only over HTTP, so it can run on another machine (DESIGN.md)
     settings.py         TrainerSettings: gateway URL, admin key, database, var dir (LORAFLOW_*)
     tenant_settings.py  what a tenant's settings say: training, schedule, evaluation, min_new_ratings
     gateway_client.py   the admin API and the OpenAI API, as the trainer uses them
-    record.py           rated interactions of an adapter alias, read from feedback/'s tables
+    rated_interactions.py  rated interactions of an adapter alias, read from feedback/'s tables
     dataset.py          the rules: SFT/KTO examples, dedupe, held-out split by id hash, no leak, golden set
     cycle.py            one run: lock, the stages in order, the ending (failed: retire the candidate), report
     stages.py           the stages, each handed what the one before produced: prepare, dataset, train, register,

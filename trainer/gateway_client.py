@@ -176,9 +176,6 @@ class GatewayClient:
     def run(self, tenant: str, run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/tenants/{tenant}/training-runs/{run_id}")
 
-    def running_runs(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/training-runs", params={"status": "running"})
-
     # The OpenAI API
 
     def openai(self, api_key: str, *, max_retries: int = 2, timeout_s: float = 120.0) -> openai.OpenAI:

@@ -157,9 +157,6 @@ class EnginePool:
                 return False
         return True
 
-    def inflight(self, engine_name: str) -> int:
-        return self._inflight[engine_name]
-
     # Requests.
 
     async def request(self, path: str, body: dict[str, Any], version: VersionRef | None, *, stream: bool) -> Upstream:
