@@ -84,7 +84,7 @@ def check_adapter_dir(
 
     rank = config.get("r")
     ranks = [rank, *dict(config.get("rank_pattern") or {}).values()]
-    if not all(isinstance(r, int) and r > 0 for r in ranks):
+    if not isinstance(rank, int) or not all(isinstance(r, int) and r > 0 for r in ranks):
         raise AdapterRejected("`r` must be a positive integer.")
     if max(ranks) > max_rank:
         raise AdapterRejected(f"Rank {max(ranks)} is above the engine's maximum of {max_rank}.")

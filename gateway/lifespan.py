@@ -32,7 +32,7 @@ from gateway.feedback_api.jobs import start_jobs as start_record_jobs
 from gateway.grounding import Grounder
 from gateway.lifecycle import AdapterLifecycle, AdapterLimits
 from gateway.metrics import Metrics
-from gateway.openai.serving import CompletionService
+from gateway.openai.serving import CompletionService, Observer
 from gateway.recorder import Recorder, writer_metrics
 from gateway.retrieval_service import start_retrieval, stop_retrieval
 from gateway.settings import Settings
@@ -71,12 +71,13 @@ async def start(settings: Settings, metrics: Metrics, transport: httpx.AsyncBase
     pool, adapters = engines_and_adapters(settings, sessions, http, catalog)
     tokens = feedback_tokens(settings)
     recorder = start_recorder(settings, db, tokens, metrics) if settings.record.enabled else None
+    observers: list[Observer] = [metrics.observe, *([recorder.observe] if recorder else [])]
     completions = CompletionService(
         pool,
         catalog,
         settings.public_model_name,
         settings.max_request_bytes,
-        observers=[metrics.observe] + ([recorder.observe] if recorder else []),
+        observers=observers,
         admissions=[recorder] if recorder else [],
         grounder=Grounder(retrieval, settings.retrieval, metrics.registry),
     )

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -169,10 +169,13 @@ def flip_production(session: Session, version: AdapterVersion, kind: str, reason
         return None
     now = utcnow()
     # Guarded update: if another promotion changed the alias since we read it, ours must not silently win.
-    flipped = session.execute(
-        update(Adapter)
-        .where(Adapter.id == adapter.id, _is(Adapter.production_version_id, previous_id))
-        .values(production_version_id=version.id)
+    flipped = cast(
+        "CursorResult[Any]",  # what an UPDATE returns
+        session.execute(
+            update(Adapter)
+            .where(Adapter.id == adapter.id, _is(Adapter.production_version_id, previous_id))
+            .values(production_version_id=version.id)
+        ),
     ).rowcount
     if flipped != 1:
         session.rollback()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -130,9 +130,9 @@ class TrainerSettings(BaseSettings):
         raise RuntimeError("no admin key: set LORAFLOW_ADMIN_KEY (or run `loraflow up` once to make a development key)")
 
 
-def load_settings(**overrides: object) -> TrainerSettings:
+def load_settings(**overrides: Any) -> TrainerSettings:
     """Read the settings now. Secrets mounted as files (Docker/Kubernetes) are read from LORAFLOW_SECRETS_DIR."""
     secrets_dir = os.environ.get("LORAFLOW_SECRETS_DIR")
     if secrets_dir:
-        return TrainerSettings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg,arg-type]
-    return TrainerSettings(**overrides)  # type: ignore[arg-type]
+        return TrainerSettings(_secrets_dir=secrets_dir, **overrides)
+    return TrainerSettings(**overrides)

@@ -114,7 +114,9 @@ class CompletionService:
         self.grounder = grounder or Grounder.off()
 
     async def complete(self, endpoint: Endpoint, request: Request, caller: Caller) -> Response:
-        wire_type = ChatCompletionRequest if endpoint == "chat" else CompletionRequest
+        wire_type: type[ChatCompletionRequest | CompletionRequest] = (
+            ChatCompletionRequest if endpoint == "chat" else CompletionRequest
+        )
         parsed, body = await read_json(request, wire_type, self._max_request_bytes)
         target = self.resolve(caller, parsed.model)
         for admission in self.admissions:

@@ -66,7 +66,7 @@ class SSERelay:
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
-        out = []
+        out: list[bytes] = []
         while True:
             end = self._buffer.find(b"\n\n")
             if end < 0:
