@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from gateway import health
 from gateway.admin import router as admin_router
+from gateway.console import router as console_router
 from gateway.cors import add_cors
 from gateway.dev_keys import with_dev_keys
 from gateway.documents_api import router as documents_router
@@ -38,6 +39,8 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.include_router(feedback_router.admin_router)  # /admin: feedback, export, stats, forgetting a user
     app.include_router(documents_router.router)  # /admin: documents, index (retrieval)
     app.include_router(health.router)  # /health, /ready, /metrics
+    if settings.console.enabled:
+        app.include_router(console_router.router)  # /console: the web console's pages
     app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
     add_cors(app, settings)  # added last, so outermost: preflights are answered before anything else
     return app

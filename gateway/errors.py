@@ -5,6 +5,8 @@
     │   ├── InvalidJSON             400 (body is not JSON / not an object)
     │   └── RetrievalDisabled       400 retrieval_disabled (documents or grounding asked of a gateway without them)
     ├── Unauthenticated             401 invalid_api_key
+    ├── Forbidden                   403 permission_denied (a read-only console session, a missing CSRF token;
+    │                                   never for another tenant's anything: that is 404)
     ├── NotFound                    404 not_found
     │   └── ModelNotFound           404 model_not_found (also for another tenant's adapter: never 403)
     ├── Conflict                    409 conflict
@@ -78,6 +80,12 @@ class Unauthenticated(GatewayError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
 
 
 class NotFound(GatewayError):

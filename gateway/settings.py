@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feedback.settings import RecordSettings
 from gateway import base_model as base_models
+from gateway.console.settings import ConsoleSettings
 from retrieval.settings import RetrievalSettings
 
 
@@ -127,6 +128,7 @@ class Settings(BaseSettings):
 
     record: RecordSettings = Field(default_factory=RecordSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

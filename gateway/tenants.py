@@ -57,6 +57,7 @@ def create_key(
     model_map: dict[str, str] | None = None,
     *,
     record: bool = True,
+    tenant_admin: bool = False,
 ) -> tuple[ApiKey, str]:
     """A new key for the tenant. Returns the row and the key itself, which is never available again."""
     get_tenant(session, tenant_id)
@@ -70,6 +71,7 @@ def create_key(
         default_adapter=default_adapter,
         model_map=model_map or {},
         record=record,
+        tenant_admin=tenant_admin,
     )
     session.add(row)
     session.commit()

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -122,6 +121,10 @@ def bootstrap_interval(
     candidate: Sequence[float], incumbent: Sequence[float], *, confidence: float, resamples: int, seed: int
 ) -> Interval:
     """Percentile interval of mean(candidate - incumbent) under the paired bootstrap."""
+    # Here, not at the top: the gateway loads GatePolicy to check tenant settings (`tenant_settings.check`), and a
+    # gateway stays free of numpy and torch.
+    import numpy as np
+
     a, b = np.asarray(candidate, dtype=float), np.asarray(incumbent, dtype=float)
     deltas = a - b
     n = len(deltas)

@@ -34,6 +34,9 @@ class TrainingResult(BaseModel):
     epochs: float
     final_loss: float | None = Field(description="Training loss of the last step.")
     mean_loss: float | None = Field(description="Training loss averaged over all steps.")
+    losses: list[float] = Field(
+        default_factory=list, description="Training loss of every optimiser step, in order: the run's loss curve."
+    )
     tokens: int = Field(description="Non-padding tokens fed to the model, all epochs together.")
     duration_s: float = Field(description="Wall time of the training loop (setup and saving excluded).")
     total_s: float = Field(description="Wall time of the whole recipe: loading, training, saving.")

@@ -121,3 +121,17 @@ class TenantTrainingSettings(BaseModel):
                 for problem in error.errors()
             ]
             raise SettingsError("tenant settings rejected: " + "; ".join(problems)) from None
+
+
+# The gateway checks a tenant's settings with these before storing them (entry point `loraflow.tenant_settings`,
+# gateway/settings_owners.py): one set of rules, refused at once rather than at the next nightly run.
+
+
+def check(settings: dict[str, Any]) -> None:
+    """Raise SettingsError (a ValueError) naming every setting the trainer could not use."""
+    TenantTrainingSettings.of(settings)
+
+
+def schema() -> dict[str, Any]:
+    """JSON Schema of the trainer's part of a tenant's settings, with each field's help text and default."""
+    return TenantTrainingSettings.model_json_schema()

@@ -42,6 +42,9 @@ class KeyCreate(_Strict):
     default_adapter: str | None = Field(None, description="Served when a request names no model.")
     model_map: dict[str, str] = Field(default_factory=dict, description="e.g. {'gpt-4o-mini': 'support'}.")
     record: bool = Field(True, description="False: this key's completions are not recorded (evaluation traffic).")
+    tenant_admin: bool = Field(
+        False, description="True: signed in to the console with it, this key may change its tenant; else read-only."
+    )
 
 
 class KeyOut(BaseModel):
@@ -52,6 +55,7 @@ class KeyOut(BaseModel):
     default_adapter: str | None
     model_map: dict[str, str]
     record: bool
+    tenant_admin: bool
     created_at: datetime
     revoked_at: datetime | None
 
@@ -65,6 +69,7 @@ class KeyOut(BaseModel):
             default_adapter=row.default_adapter,
             model_map=row.model_map,
             record=row.record,
+            tenant_admin=row.tenant_admin,
             created_at=row.created_at,
             revoked_at=row.revoked_at,
         )

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
-from gateway import registry, tenants
+from gateway import registry, settings_owners, tenants
 from gateway.admin.protocol import (
     AdapterCreate,
     AdapterOut,
@@ -31,7 +31,6 @@ from gateway.admin.protocol import (
 )
 from gateway.deps import AdminDep
 from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.feedback_api.retention import RETENTION_KEY, retention_of
 from gateway.request_body import read_json
 from gateway.state import Gateway
 from gateway.store.models import AdapterVersion
@@ -71,7 +70,13 @@ def update_tenant(tenant_id: str, body: TenantUpdate, gw: AdminDep) -> TenantOut
 def create_key(tenant_id: str, body: KeyCreate, gw: AdminDep) -> KeyCreated:
     with gw.sessions() as session:
         row, secret = tenants.create_key(
-            session, tenant_id, body.name, body.default_adapter, body.model_map, record=body.record
+            session,
+            tenant_id,
+            body.name,
+            body.default_adapter,
+            body.model_map,
+            record=body.record,
+            tenant_admin=body.tenant_admin,
         )
         return KeyCreated(**KeyOut.of(row).model_dump(), key=secret)
 
@@ -217,11 +222,9 @@ def _update_options(gw: Gateway, tenant_id: str, alias: str, body: AdapterUpdate
 
 
 def _checked(settings: dict) -> dict:
-    """Tenant settings are free-form JSON owned by several parts; the ones the gateway acts on are checked here."""
-    try:
-        retention_of(settings)
-    except ValueError as exc:
-        raise BadRequest(str(exc), param=f"settings.{RETENTION_KEY}") from None
+    """Tenant settings are free-form JSON owned by several parts: the ones the gateway acts on are checked here,
+    the others by the part that owns them (the trainer's, when it is installed): gateway/settings_owners.py."""
+    settings_owners.check(settings)
     return settings
 
 

@@ -52,11 +52,14 @@ def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for.")] = "",
     default_adapter: Annotated[str | None, typer.Option(help="Adapter served when a request names no model.")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="Model map entry, e.g. gpt-4o-mini=support.")] = None,
+    tenant_admin: Annotated[
+        bool, typer.Option("--tenant-admin", help="Signed in to the console with it, it may change its tenant.")
+    ] = False,
     url: Url = None,
 ) -> None:
     """Create an API key. It is shown once."""
     model_map = dict(entry.split("=", 1) for entry in map_ or [])
-    body = {"name": name, "default_adapter": default_adapter, "model_map": model_map}
+    body = {"name": name, "default_adapter": default_adapter, "model_map": model_map, "tenant_admin": tenant_admin}
     row = AdminClient(url).call("POST", f"/tenants/{tenant}/keys", json=body)
     out.print(Panel(f"[bold]{row['key']}[/]\n\nid {row['id']} — shown once; only its hash is kept.", title="API key"))
 

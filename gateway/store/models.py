@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -46,6 +46,8 @@ class ApiKey(Base):
     default_adapter: Mapped[str | None] = mapped_column(String(200))
     model_map: Mapped[dict[str, Any]] = mapped_column(default=dict)
     record: Mapped[bool] = mapped_column(default=True)  # False: completions with this key are not recorded (eval)
+    # True: signed in to the console, this key may change its tenant (keys, settings, adapters); else read-only.
+    tenant_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
 
@@ -149,3 +151,22 @@ class GoldenSet(Base):
     alias: Mapped[str] = mapped_column(String(64))
     items: Mapped[list[Any]] = mapped_column(default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The console (gateway/console/): signed-in sessions, shared by every replica through the database.
+
+
+class ConsoleSession(Base):
+    """One signed-in console session. The cookie holds a random id; only its hash is stored, so the table alone
+    cannot be used to sign in. Signing out deletes the row; an expired row is refused and later purged."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's value
+    # None: signed in with the admin key (every tenant); else the tenant of the key used.
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    # The tenant key used: a session ends when its key is revoked. None for the admin key.
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))  # sent back with every change; compared in constant time
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

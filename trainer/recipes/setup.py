@@ -202,6 +202,7 @@ def train_and_describe(
         epochs=float(trainer.state.epoch or 0.0),
         final_loss=bridge.losses[-1] if bridge.losses else None,
         mean_loss=output.training_loss,
+        losses=list(bridge.losses),
         tokens=counter.tokens,
         duration_s=duration,
         total_s=time.perf_counter() - began,
