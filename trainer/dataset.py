@@ -91,7 +91,7 @@ def build(
         counts.thumbs_down += downs
         correction = _latest_correction(interaction)
         counts.corrections += correction is not None
-        prompt = _prompt(interaction)
+        prompt = prompt_of(interaction)
         if prompt is None:
             left_out[LEFT_OUT_NO_PROMPT] += 1
             continue
@@ -153,7 +153,7 @@ def _latest_correction(interaction: RatedInteraction) -> str | None:
     return max(corrected, key=lambda r: r.at).correction if corrected else None
 
 
-def _prompt(interaction: RatedInteraction) -> list[dict[str, Any]] | str | None:
+def prompt_of(interaction: RatedInteraction) -> list[dict[str, Any]] | str | None:
     """The prompt as served: chat messages (role and text only), or a text prompt; None if neither."""
     request = interaction.request
     if interaction.endpoint == "chat":

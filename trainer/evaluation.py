@@ -57,11 +57,11 @@ class Scored:
 def answer(client: openai.OpenAI, model: str, item: EvalItem, max_tokens: int) -> str:
     """One greedy answer; text items (served by /v1/completions) are replayed there, as they were served.
 
-    Held-out items replay the record, where any retrieved context is already in the prompt as it was served: they
-    turn the alias's retrieval off (`"retrieval": null`) so it is not added twice. Golden items are asked as an
-    app would ask them, grounded if the alias grounds.
+    Held-out and regression-set items replay the record, where any retrieved context is already in the prompt as it
+    was served: they turn the alias's retrieval off (`"retrieval": null`) so it is not added twice. Golden items are
+    asked as an app would ask them, grounded if the alias grounds.
     """
-    extra_body = {"retrieval": None} if item.split == "held_out" else None
+    extra_body = {"retrieval": None} if item.split != "golden" else None
     if getattr(item, "endpoint", "chat") == "completion" and isinstance(item.input, str):
         reply = client.completions.create(
             model=model, prompt=item.input, temperature=0, max_tokens=max_tokens, extra_body=extra_body

@@ -1,14 +1,21 @@
-"""The promotion gate: promote only a candidate that beats the incumbent beyond noise and regresses no golden item.
+"""The promotion gate: promote only a candidate that beats the incumbent beyond noise and regresses no golden item;
+hold it for a person's review when the ratings it learned from look suspicious or it breaks what users agreed on.
 
 Pure functions over paired per-item scores (the same items, answered by both), so the decision is reproducible
-from the scores alone:
+from the scores (and the signals' verdicts) alone:
 
 - held-out: the paired bootstrap (seeded, `resamples` draws of the items with replacement) of
   mean(candidate - incumbent) gives a two-sided `confidence` interval; its lower bound must be above zero and
   above `min_margin`, over at least `min_items` items.
 - golden: an item regresses when the incumbent scores more than `golden_tolerance` above the candidate on it;
   more than `max_golden_regressions` such items reject the candidate, whatever the held-out gain.
+- regression set (answers several users approved over time, never contradicted: trainer/regression_set.py): the
+  candidate regresses an item as it would a golden one; more than `max_regression_share` of the items, and the
+  candidate is held for review rather than promoted.
+- signals (trainer/rating_signals.py): any that fired holds for review a candidate the scores would promote.
 
+Three decisions: promote; reject (production stays, the candidate is retired); hold (production stays, the candidate
+stays staged, and a person approves or rejects it). A reject's reason also names what would have held it.
 The incumbent is the production version, or the base model for an alias's first adapter.
 """
 
@@ -42,6 +49,13 @@ class GatePolicy(BaseModel):
         description="A golden item regresses when the incumbent scores more than this above the candidate.",
     )
     max_golden_regressions: int = Field(default=0, ge=0, description="Golden regressions allowed before rejecting.")
+    max_regression_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of the regression set's items the candidate may do worse on than the incumbent before it "
+        "is held for review (judged like golden items, with `golden_tolerance`).",
+    )
 
 
 class PairedScores(BaseModel):
@@ -78,16 +92,16 @@ def split_pairs(
     items: Sequence[_Item], candidate: Sequence[float], incumbent: Sequence[float]
 ) -> tuple[PairedScores, PairedScores]:
     """Scores of evaluation items (`EvalItem`s, in the order scored) as (held-out pairs, golden pairs)."""
-    by_split: dict[str, tuple[list[str], list[float], list[float]]] = {"held_out": ([], [], []), "golden": ([], [], [])}
-    for item, c, p in zip(items, candidate, incumbent, strict=True):
-        ids, cs, ps = by_split[item.split]
-        ids.append(item.id)
-        cs.append(c)
-        ps.append(p)
-    held, gold = by_split["held_out"], by_split["golden"]
-    return (
-        PairedScores(item_ids=held[0], candidate=held[1], incumbent=held[2]),
-        PairedScores(item_ids=gold[0], candidate=gold[1], incumbent=gold[2]),
+    return pairs_of("held_out", items, candidate, incumbent), pairs_of("golden", items, candidate, incumbent)
+
+
+def pairs_of(
+    split: str, items: Sequence[_Item], candidate: Sequence[float], incumbent: Sequence[float]
+) -> PairedScores:
+    """The paired scores of one split's items, in the order scored."""
+    chosen = [(item.id, c, p) for item, c, p in zip(items, candidate, incumbent, strict=True) if item.split == split]
+    return PairedScores(
+        item_ids=[i for i, _, _ in chosen], candidate=[c for _, c, _ in chosen], incumbent=[p for _, _, p in chosen]
     )
 
 
@@ -115,6 +129,10 @@ class GateDecision(BaseModel):
     golden_items: int
     golden_regressions: list[GoldenRegression]
     policy: GatePolicy
+    decision: Literal["promote", "reject", "hold"] = "reject"
+    regression_items: int = 0
+    regression_failures: list[GoldenRegression] = Field(default_factory=list)
+    concerns: list[str] = Field(default_factory=list, description="Why a person should look before promoting.")
 
 
 def bootstrap_interval(
@@ -163,10 +181,15 @@ def decide(
     golden: PairedScores | None = None,
     policy: GatePolicy | None = None,
     incumbent: Literal["production", "base"] = "production",
+    *,
+    regression: PairedScores | None = None,
+    signals: Sequence[str] = (),
 ) -> GateDecision:
-    """Promote or reject, with the reason in words a person reads in the run report."""
+    """Promote, reject or hold, with the reason in words a person reads in the run report. `signals`: what each
+    fired signal found, in words."""
     policy = policy or GatePolicy()
     golden = golden or PairedScores.of([], [])
+    regression = regression or PairedScores.of([], [])
     problems: list[str] = []
 
     interval = None
@@ -193,19 +216,41 @@ def decide(
         more = f" and {len(regressions) - 5} more" if len(regressions) > 5 else ""
         problems.append(f"{len(regressions)} of {len(golden)} golden items regress: {shown}{more}")
 
+    concerns = [f"signal {signal}" for signal in signals]
+    broken = golden_regressions(regression, policy.golden_tolerance)
+    if broken and len(broken) > policy.max_regression_share * len(regression):
+        shown = ", ".join(f"{r.item_id} ({r.incumbent:.2f} -> {r.candidate:.2f})" for r in broken[:5])
+        more = f" and {len(broken) - 5} more" if len(broken) > 5 else ""
+        concerns.append(
+            f"breaks {len(broken)} of {len(regression)} answers users agreed on (regression set; allowed "
+            f"{policy.max_regression_share:.0%}): {shown}{more}"
+        )
+
+    golden_note = f"no golden regressions ({len(golden)} items)" if len(golden) else "no golden set to check"
+    if len(regression):
+        golden_note += f"; {len(broken)} of {len(regression)} regression-set items regress"
+    decision: Literal["promote", "reject", "hold"]
     if problems:
-        reason = "rejected: " + "; ".join(problems)
+        decision, reason = "reject", "rejected: " + "; ".join(problems)
+        if concerns:
+            reason += "; would also have been held for review: " + "; ".join(concerns)
+    elif concerns:
+        decision = "hold"
+        reason = f"held for review: {'; '.join(concerns)}; the scores alone would promote (beats {incumbent}, {gain})"
     else:
-        golden_note = f"no golden regressions ({len(golden)} items)" if len(golden) else "no golden set to check"
-        reason = f"promoted: beats {incumbent}, {gain}; {golden_note}"
+        decision, reason = "promote", f"promoted: beats {incumbent}, {gain}; {golden_note}"
     return GateDecision(
-        promote=not problems,
+        promote=decision == "promote",
         reason=reason,
         incumbent=incumbent,
         held_out=interval,
         golden_items=len(golden),
         golden_regressions=regressions,
         policy=policy,
+        decision=decision,
+        regression_items=len(regression),
+        regression_failures=broken,
+        concerns=concerns,
     )
 
 

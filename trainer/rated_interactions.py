@@ -25,6 +25,7 @@ class Rating:
     rating: int  # +1 up, -1 down
     correction: str | None
     at: datetime  # when it was last given or changed
+    user: str = ""  # the end user who rated ('' when the rating named none)
 
 
 @dataclass
@@ -39,6 +40,8 @@ class RatedInteraction:
     adapter_version: str | None
     created_at: datetime
     ratings: list[Rating] = field(default_factory=list)
+    key_id: str = ""  # the API key that made the request
+    end_user: str | None = None  # the request's `user` field
 
 
 def connect(url: str) -> Engine:
@@ -78,9 +81,12 @@ def rated_interactions(engine: Engine, tenant: str, alias: str, batch_size: int 
             interactions.c.outcome,
             interactions.c.adapter_version,
             interactions.c.created_at,
+            interactions.c.key_id,
+            interactions.c.end_user,
             feedback.c.rating,
             feedback.c.correction,
             feedback.c.updated_at,
+            feedback.c.end_user.label("rater"),
         )
         .join(feedback, feedback.c.interaction_id == interactions.c.id)
         .where(interactions.c.tenant_id == tenant, feedback.c.tenant_id == tenant, of_alias(alias))
@@ -100,8 +106,10 @@ def rated_interactions(engine: Engine, tenant: str, alias: str, batch_size: int 
                     outcome=row.outcome,
                     adapter_version=row.adapter_version,
                     created_at=as_utc(row.created_at),
+                    key_id=row.key_id,
+                    end_user=row.end_user,
                 )
-            current.ratings.append(Rating(row.rating, row.correction, as_utc(row.updated_at)))
+            current.ratings.append(Rating(row.rating, row.correction, as_utc(row.updated_at), row.rater or ""))
     if current is not None:
         yield current
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,7 +15,9 @@ from trainer.gate import GateDecision, GatePolicy, bootstrap_interval
 from trainer.result import TrainingResult
 from trainer.scorers import EvalItem
 
-Status = Literal["promoted", "rejected", "skipped", "failed"]
+# held: a person approves or rejects the candidate (left staged); canary: the gateway is proving it on real traffic
+Status = Literal["promoted", "rejected", "skipped", "failed", "held", "canary"]
+Split = Literal["held_out", "golden", "regression"]
 
 
 class DataCounts(BaseModel):
@@ -33,10 +35,32 @@ class DataCounts(BaseModel):
     left_out: dict[str, int] = Field(default_factory=dict, description="Interactions or examples not used, by why.")
 
 
+class Signal(BaseModel):
+    """One check of the new ratings against the record's history (trainer/rating_signals.py), with its evidence."""
+
+    name: Literal["contradictions", "concentration", "drift"]
+    fired: bool
+    checked: bool = Field(description="False: too little data, or no history, to judge; it never fires then.")
+    summary: str = Field(description="The evidence and the threshold, in one sentence.")
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    examples: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Signals(BaseModel):
+    since: datetime | None = Field(description="Ratings given or changed since then are new; None: all of them.")
+    new_ratings: int
+    history_ratings: int
+    checks: list[Signal]
+
+    @property
+    def fired(self) -> list[Signal]:
+        return [signal for signal in self.checks if signal.fired]
+
+
 class ScoreRow(BaseModel):
     """One scorer on one split: the candidate and the incumbent side by side, with the paired interval."""
 
-    split: Literal["held_out", "golden"]
+    split: Split
     scorer: str
     n: int
     candidate: float
@@ -50,7 +74,7 @@ class Sample(BaseModel):
     """One evaluation item with both answers, so a person can see what the scores mean."""
 
     item_id: str
-    split: Literal["held_out", "golden"]
+    split: Split
     prompt: str = Field(description="The last user message (or text prompt), cut to a few hundred characters.")
     expected: str | None
     incumbent: str
@@ -70,6 +94,7 @@ class RunReport(BaseModel):
     candidate_version: str | None = Field(default=None, description="e.g. `support@4`; None when nothing was trained.")
     production_version: str | None = Field(default=None, description="The incumbent; None when it is the base model.")
     data: DataCounts = Field(default_factory=DataCounts)
+    signals: Signals | None = Field(default=None, description="The new ratings checked against the history.")
     settings: TrainingConfig | None = None
     training: TrainingResult | None = None
     scores: list[ScoreRow] = Field(default_factory=list)
@@ -108,7 +133,7 @@ def score_table(
         )
         rows.append(
             ScoreRow(
-                split=split,  # type: ignore[arg-type]
+                split=split,
                 scorer=scorer,
                 n=interval.n,
                 candidate=interval.candidate_mean,
@@ -162,10 +187,23 @@ def render_markdown(report: RunReport) -> str:
             for row in report.scores
         ]
         lines.append("")
+    if report.signals is not None:
+        lines += _signals_markdown(report.signals)
     if report.decision and report.decision.golden_regressions:
         lines += ["## Golden regressions", "", f"| item | {incumbent} | {candidate} |", "| --- | ---: | ---: |"]
         lines += [
             f"| {r.item_id} | {r.incumbent:.2f} | {r.candidate:.2f} |" for r in report.decision.golden_regressions
+        ]
+        lines.append("")
+    if report.decision and report.decision.regression_failures:
+        lines += [
+            "## Regression set: answers users agreed on, now broken",
+            "",
+            f"| item | {incumbent} | {candidate} |",
+            "| --- | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r.item_id} | {r.incumbent:.2f} | {r.candidate:.2f} |" for r in report.decision.regression_failures
         ]
         lines.append("")
     d = report.data
@@ -217,6 +255,34 @@ def render_markdown(report: RunReport) -> str:
         lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in report.timings.items()]
         lines += [f"| **total** | {sum(report.timings.values()):.1f} |", ""]
     return "\n".join(lines)
+
+
+def _signals_markdown(signals: Signals) -> list[str]:
+    since = f"since {signals.since.isoformat(timespec='seconds')}" if signals.since else "(no earlier run: all)"
+    lines = [
+        "## Signals",
+        "",
+        f"{signals.new_ratings} new ratings {since}, checked against {signals.history_ratings} earlier ones.",
+        "",
+        "| signal | fired | evidence |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| {s.name} | {'**yes**' if s.fired else ('no' if s.checked else '-')} | {_cell(s.summary, 300)} |"
+        for s in signals.checks
+    ]
+    lines.append("")
+    for signal in signals.fired:
+        if signal.examples:
+            lines += [f"{signal.name}, for example:", ""]
+            lines += [
+                f"- {_cell(str(e.get('prompt', '')), 100)} → {_cell(str(e.get('answer', '')), 60)}: "
+                f"before {e['before']['up']} 👍 {e['before']['down']} 👎, now {e['now']['up']} 👍 {e['now']['down']} 👎"
+                f" ({', '.join(e.get('raters_now', []))})"
+                for e in signal.examples
+            ]
+            lines.append("")
+    return lines
 
 
 def _cell(text: str, limit: int = 80) -> str:

@@ -33,7 +33,7 @@ class EvalItem(BaseModel):
     input: str | list[dict[str, Any]] = Field(description="A user message, or the chat messages of the request.")
     expected: Any = None
     scorer: str = "exact"
-    split: Literal["held_out", "golden"] = "held_out"
+    split: Literal["held_out", "golden", "regression"] = "held_out"
     rejected: str | None = Field(default=None, description="A thumbs-down answer: an output equal to it scores 0.")
     normalize: bool = Field(
         default=True, description="exact/contains/not_rejected: ignore case and runs of whitespace."

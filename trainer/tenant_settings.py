@@ -3,11 +3,16 @@
     PATCH /admin/tenants/acme  {"settings": {
         "training":   {"epochs": 5, "learning_rate": 0.002},                  # TrainingConfig fields
         "schedule":   {"cron": "0 3 * * *", "timezone": "Europe/Paris", "adapters": ["support"]},
-        "evaluation": {"scorer": "json_equal", "held_out_fraction": 0.2, "gate": {"min_items": 20}},
+        "evaluation": {"scorer": "json_equal", "held_out_fraction": 0.2, "gate": {"min_items": 20},
+                       "regression": {"min_users": 3}},
+        "signals":    {"concentration": {"max_share": 0.8}},                  # checks of the new ratings
+        "canary":     {"enabled": true, "share": 0.1},                          # prove a passing candidate online
         "min_new_ratings": 20}}
 
-Each key is optional and has defaults (nightly at 03:00 UTC, every alias, exact match, 20% held out). The gateway
-merges settings one top-level key at a time, so a PATCH of `training` replaces the whole `training` object.
+Each key is optional and has defaults (nightly at 03:00 UTC, every alias, exact match, 20% held out, every signal
+checked, no canary). The gateway merges settings one top-level key at a time, so a PATCH of `training` replaces the
+whole `training` object. An alias's `canary` option (PATCH /admin/tenants/acme/adapters/support) overrides the
+tenant's `canary` setting field by field.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainer.config import TrainingConfig
 from trainer.gate import GatePolicy
+from trainer.rating_signals import SignalPolicy
+from trainer.regression_set import RegressionPolicy
 
-KEYS = ("training", "schedule", "evaluation", "min_new_ratings")
+KEYS = ("training", "schedule", "evaluation", "signals", "canary", "min_new_ratings")
 # Held-out items expect an answer from the record (a thumbs-up response or a correction): these scorers take one.
 HELD_OUT_SCORERS = ("exact", "contains", "json_equal", "judge")
 
@@ -89,6 +96,7 @@ class Evaluation(BaseModel):
     concurrency: int = Field(default=4, ge=1, le=64, description="Requests in flight to the gateway while scoring.")
     judge: JudgeSettings | None = None
     gate: GatePolicy = Field(default_factory=GatePolicy)
+    regression: RegressionPolicy = Field(default_factory=RegressionPolicy)
 
     @model_validator(mode="after")
     def _known_scorer(self) -> Evaluation:
@@ -99,12 +107,55 @@ class Evaluation(BaseModel):
         return self
 
 
+class CanarySettings(BaseModel):
+    """Whether a candidate the gate passes goes to a canary (the gateway serves it to a share of the alias's users
+    and promotes or sends it back by their 👍 rates) instead of straight to production; and the canary's rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="True: canary first; False: promote at once.")
+    share: float = Field(default=0.1, gt=0, lt=1, description="Share of the alias's users (or keys) it serves.")
+    alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Per direction: the chance of promoting a candidate that is not better."
+    )
+    max_ratings: int = Field(default=5000, ge=1, description="Ratings counted (both arms) before the budget decides.")
+    max_hours: float = Field(default=168.0, gt=0, description="Hours before the budget decides.")
+    on_budget: Literal["promote", "rollback"] = Field(
+        default="rollback", description="What an undecided canary does when its budget is spent."
+    )
+    ratings_per_user: int = Field(default=1, ge=1, description="A user's first ratings that count (1: exact test).")
+
+    def request(self, version: int, run_id: str) -> dict[str, Any]:
+        """The body of the gateway's `POST .../canary`."""
+        return {
+            "version": version,
+            "share": self.share,
+            "alpha": self.alpha,
+            "max_ratings": self.max_ratings,
+            "max_duration_s": self.max_hours * 3600,
+            "on_budget": self.on_budget,
+            "ratings_per_user": self.ratings_per_user,
+            "run_id": run_id,
+        }
+
+    def overridden(self, options: dict[str, Any] | None) -> CanarySettings:
+        """With an alias's `canary` option over it, field by field."""
+        if not options:
+            return self
+        try:
+            return CanarySettings.model_validate({**self.model_dump(), **options})
+        except ValidationError as error:
+            raise SettingsError(f"the alias's canary option is rejected: {error.errors()[0]['msg']}") from None
+
+
 class TenantTrainingSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     schedule: Schedule = Field(default_factory=Schedule)
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    signals: SignalPolicy = Field(default_factory=SignalPolicy)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
     min_new_ratings: int = Field(
         default=20, ge=0, description="Skip a run when fewer ratings than this came in since the last finished run."
     )

@@ -38,6 +38,8 @@ def served(
     endpoint: str = "chat",
     outcome: str = "completed",
     interaction_id: str | None = None,
+    key_id: str = "key_1",
+    end_user: str | None = None,
 ) -> str:
     """One interaction as the gateway records it; later calls are newer. Returns its id. `alias` is the alias that
     served it; by default the one `model` names, as when no model map is involved."""
@@ -51,14 +53,15 @@ def served(
         request = {"prompt": prompt}
     created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_clock))
     row = Interaction(
-        id=interaction_id, tenant_id=tenant, key_id="key_1", model_requested=model, adapter_version=version,
+        id=interaction_id, tenant_id=tenant, key_id=key_id, model_requested=model, adapter_version=version,
         alias=alias, endpoint=endpoint, request=request, response_text=response, outcome=outcome, created_at=created,
+        end_user=end_user,
     )  # fmt: skip
     inserter_for(engine).insert(engine, [row], 5.0)
     return interaction_id
 
 
-def rated(engine: Engine, interaction_id: str, rating: str, *, correction: str | None = None, user: str = "u1",
+def rated(engine: Engine, interaction_id: str, rating: str, *, correction: str | None = None, user: str | None = "u1",
           tenant: str = "acme") -> None:  # fmt: skip
     record_feedback(
         engine, tenant_id=tenant, completion_id=interaction_id, rating=rating, correction=correction, end_user=user
