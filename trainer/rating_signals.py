@@ -16,45 +16,10 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from trainer.rated_interactions import RatedInteraction
 from trainer.rating_history import History, RatingEvent
 from trainer.report import Signal, Signals
-
-
-class _Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ContradictionPolicy(_Policy):
-    max_share: float = Field(
-        0.25, gt=0, le=1, description="Fires when at least this share of the comparable new ratings contradict."
-    )
-    min_count: int = Field(5, ge=1, description="... and at least this many contradict.")
-
-
-class ConcentrationPolicy(_Policy):
-    top_raters: int = Field(3, ge=1, description="How many of the most active raters are summed.")
-    max_share: float = Field(
-        0.6, gt=0, le=1, description="Fires when those raters gave at least this share of the decisive new ratings."
-    )
-    min_ratings: int = Field(20, ge=1, description="Fewer decisive new ratings than this are not judged.")
-
-
-class DriftPolicy(_Policy):
-    max_shift: float = Field(0.3, gt=0, le=1, description="Fires when the 👍 rate moves by at least this much ...")
-    min_z: float = Field(3.0, ge=0, description="... and by at least this many standard errors.")
-    min_ratings: int = Field(10, ge=1, description="Ratings needed on each side (before, now) to judge.")
-
-
-class SignalPolicy(_Policy):
-    """The tenant's `signals` setting."""
-
-    enabled: bool = Field(True, description="False: the ratings are not checked, and nothing is held for them.")
-    contradictions: ContradictionPolicy = Field(default_factory=ContradictionPolicy)
-    concentration: ConcentrationPolicy = Field(default_factory=ConcentrationPolicy)
-    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+from trainer.tenant_settings import ConcentrationPolicy, ContradictionPolicy, DriftPolicy, SignalPolicy
 
 
 def check(history: History, policy: SignalPolicy | None = None) -> Signals:

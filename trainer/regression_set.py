@@ -11,24 +11,10 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from trainer.dataset import prompt_of
 from trainer.rating_history import History, RatingEvent
 from trainer.scorers import EvalItem
-
-
-class RegressionPolicy(BaseModel):
-    """The tenant's `evaluation.regression` setting."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    min_users: int = Field(3, ge=1, description="Distinct users who approved the same prompt and answer.")
-    min_span_s: float = Field(
-        3600.0, ge=0, description="Seconds between the first and the last of those approvals (agreed over time)."
-    )
-    max_items: int = Field(100, ge=1, description="At most this many items, the most approved first.")
+from trainer.tenant_settings import RegressionPolicy
 
 
 def build(history: History, policy: RegressionPolicy, scorer: str, kind: str) -> list[EvalItem]:

@@ -24,8 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainer.config import TrainingConfig
 from trainer.gate import GatePolicy
-from trainer.rating_signals import SignalPolicy
-from trainer.regression_set import RegressionPolicy
 
 KEYS = ("training", "schedule", "evaluation", "signals", "canary", "min_new_ratings")
 # Held-out items expect an answer from the record (a thumbs-up response or a correction): these scorers take one.
@@ -78,6 +76,57 @@ class JudgeSettings(BaseModel):
         default=None, description="Name of the trainer's environment variable that holds the judge's API key."
     )
     scale: Literal["binary", "ten"] = "binary"
+
+
+# How the run checks the ratings it learns from (trainer/rating_signals.py) and what users agreed on
+# (trainer/regression_set.py): here, with the other settings, so the gateway checks them without loading those.
+
+
+class _Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContradictionPolicy(_Policy):
+    max_share: float = Field(
+        0.25, gt=0, le=1, description="Fires when at least this share of the comparable new ratings contradict."
+    )
+    min_count: int = Field(5, ge=1, description="... and at least this many contradict.")
+
+
+class ConcentrationPolicy(_Policy):
+    top_raters: int = Field(3, ge=1, description="How many of the most active raters are summed.")
+    max_share: float = Field(
+        0.6, gt=0, le=1, description="Fires when those raters gave at least this share of the decisive new ratings."
+    )
+    min_ratings: int = Field(20, ge=1, description="Fewer decisive new ratings than this are not judged.")
+
+
+class DriftPolicy(_Policy):
+    max_shift: float = Field(0.3, gt=0, le=1, description="Fires when the 👍 rate moves by at least this much ...")
+    min_z: float = Field(3.0, ge=0, description="... and by at least this many standard errors.")
+    min_ratings: int = Field(10, ge=1, description="Ratings needed on each side (before, now) to judge.")
+
+
+class SignalPolicy(_Policy):
+    """The tenant's `signals` setting."""
+
+    enabled: bool = Field(True, description="False: the ratings are not checked, and nothing is held for them.")
+    contradictions: ContradictionPolicy = Field(default_factory=ContradictionPolicy)
+    concentration: ConcentrationPolicy = Field(default_factory=ConcentrationPolicy)
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+
+
+class RegressionPolicy(BaseModel):
+    """The tenant's `evaluation.regression` setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    min_users: int = Field(3, ge=1, description="Distinct users who approved the same prompt and answer.")
+    min_span_s: float = Field(
+        3600.0, ge=0, description="Seconds between the first and the last of those approvals (agreed over time)."
+    )
+    max_items: int = Field(100, ge=1, description="At most this many items, the most approved first.")
 
 
 class Evaluation(BaseModel):

@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 from tests.trainer.record_rows import make_record, rated, served
 from trainer.rated_interactions import rated_interactions
 from trainer.rating_history import history, near_identical
-from trainer.rating_signals import ConcentrationPolicy, SignalPolicy, check
+from trainer.rating_signals import check
+from trainer.tenant_settings import ConcentrationPolicy, SignalPolicy
 
 TICKETS = [f"ticket {n}: my parcel number {n} has not arrived" for n in range(12)]
 

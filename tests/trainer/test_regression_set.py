@@ -14,7 +14,8 @@ from feedback.models import feedback
 from tests.trainer.record_rows import make_record, rated, served
 from trainer.rated_interactions import rated_interactions
 from trainer.rating_history import history
-from trainer.regression_set import RegressionPolicy, build
+from trainer.regression_set import build
+from trainer.tenant_settings import RegressionPolicy
 
 ANY_TIME = RegressionPolicy(min_span_s=0)
 
