@@ -4,6 +4,7 @@
     loraflow train --all                                         every scheduled tenant and alias, one after another
     loraflow train runs --tenant acme                            the tenant's runs
     loraflow train show RUN_ID --tenant acme                     a run's report
+    loraflow train approve|reject RUN_ID --tenant acme           a person's verdict on a run held for review
     loraflow train golden --tenant acme --adapter support FILE   upload a golden set (JSONL)
     loraflow scheduler                                           the nightly schedule, in the foreground
     loraflow demo                                                the whole flywheel on two demo tenants
@@ -134,7 +135,8 @@ def runs(
     table = Table(title=f"Training runs of {tenant}", title_justify="left")
     for column in ("run", "adapter", "trigger", "status", "stage", "candidate", "started", "reason"):
         table.add_column(column, overflow="fold")
-    colours = {"promoted": "green", "rejected": "yellow", "failed": "red", "running": "cyan"}
+    colours = {"promoted": "green", "rejected": "yellow", "failed": "red", "running": "cyan", "held": "magenta",
+               "canary": "blue"}  # fmt: skip
     for run in rows:
         colour = colours.get(run["status"], "dim")
         stage = run["stage"]
@@ -173,6 +175,36 @@ def show(
         out.print(Markdown(run["report_markdown"]))
     else:
         out.print(f"{run['id']}: {run['status']} ({run['stage']}) {run.get('reason') or ''}")
+
+
+@train_app.command("approve")
+def approve(
+    run_id: Annotated[str, typer.Argument(help="A held run, e.g. run_0123abcd.")],
+    tenant: Tenant,
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    url: Url = None,
+) -> None:
+    """Promote the candidate of a run held for review (after reading its report: `loraflow train show`)."""
+    _review(run_id, tenant, "approve", reason, url)
+
+
+@train_app.command("reject")
+def reject(
+    run_id: Annotated[str, typer.Argument(help="A held run, e.g. run_0123abcd.")],
+    tenant: Tenant,
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    url: Url = None,
+) -> None:
+    """Retire the candidate of a run held for review; production stays as it is."""
+    _review(run_id, tenant, "reject", reason, url)
+
+
+def _review(run_id: str, tenant: str, verdict: str, reason: str, url: str | None) -> None:
+    _, client = _client(url)
+    with client:
+        run = _or_exit(lambda: client.review(tenant, run_id, verdict, reason))
+    colour = "green" if run["status"] == "promoted" else "yellow"
+    out.print(f"[{colour}]{run['id']}: {run['status']}[/] — {run['reason']}")
 
 
 @train_app.command("golden")

@@ -1,7 +1,7 @@
 """One flywheel run for one tenant's adapter alias, read top to bottom:
 
-lock (start a run at the gateway) → the stages (trainer/stages.py: prepare, dataset, train, register, stage,
-evaluate, decide: promote or retire) → the report.
+lock (start a run at the gateway) → the stages (trainer/stages.py: prepare, dataset, check the ratings, train,
+register, stage, evaluate, decide: promote, canary, hold for review, or retire) → the report.
 
 Every failure leaves production untouched: nothing is promoted on an exception path, a registered candidate is
 retired, and the run ends `failed` with the reason. A run killed outright stops sending heartbeats, and the gateway
@@ -124,12 +124,13 @@ def run_stages(run: Run) -> tuple[Status, str]:
     plan = stages.prepare(run)
     data = stages.build_dataset(run, plan)
     log.info("%s/%s: %s", run.tenant, run.alias, data.counts.model_dump_json())
+    checks = stages.check_ratings(run, plan, data)
     trained = stages.train(run, plan, data)
     candidate = stages.register(run, plan, data, trained)
     log.info("%s/%s: registered %s", run.tenant, run.alias, candidate.name)
     stages.stage(run, candidate)
-    scored = stages.evaluate_candidate(run, plan, data, candidate)
-    status, reason = stages.decide(run, plan, candidate, scored)
+    scored = stages.evaluate_candidate(run, plan, data, candidate, checks)
+    status, reason = stages.decide(run, plan, candidate, scored, checks)
     log.info("%s/%s: %s %s", run.tenant, run.alias, status, candidate.name)
     return status, reason
 

@@ -142,6 +142,15 @@ class GatewayClient:
         body = {"version": version, "reason": reason[:1000]}
         return self._call("POST", f"/tenants/{tenant}/adapters/{alias}/promote", json=body)
 
+    # Canaries: the gateway serves a candidate to a share of the alias's users, then promotes it or sends it back
+
+    def start_canary(self, tenant: str, alias: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/tenants/{tenant}/adapters/{alias}/canary", json=body)
+
+    def canary(self, tenant: str, alias: str) -> dict[str, Any]:
+        """The alias's running canary, else its last one (404 if it never had one)."""
+        return self._call("GET", f"/tenants/{tenant}/adapters/{alias}/canary")
+
     # Golden sets
 
     def golden(self, tenant: str, alias: str) -> list[str]:
@@ -175,6 +184,10 @@ class GatewayClient:
 
     def run(self, tenant: str, run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/tenants/{tenant}/training-runs/{run_id}")
+
+    def review(self, tenant: str, run_id: str, verdict: str, reason: str = "") -> dict[str, Any]:
+        """A person's verdict on a held run: `approve` promotes its candidate, `reject` retires it."""
+        return self._call("POST", f"/tenants/{tenant}/training-runs/{run_id}/{verdict}", json={"reason": reason})
 
     # The OpenAI API
 

@@ -1,8 +1,9 @@
 """The stages of one flywheel run. Each is a function that takes what the stages before it produced and returns what
 it produced; `trainer/cycle.py` runs them in order:
 
-    prepare → Plan → build_dataset → Dataset → train → TrainedAdapter → register → Candidate → stage
-            → evaluate → Scored → decide → (status, reason), after promoting or retiring the candidate
+    prepare → Plan → build_dataset → Dataset → check_ratings → Checks → train → TrainedAdapter → register
+            → Candidate → stage → evaluate → Scored → decide → (status, reason), after promoting the candidate,
+              starting its canary, holding it for review, or retiring it
 
 Every stage also writes what a person should read into the run's report. What a stage did that an ending may have
 to undo (a registered candidate, a promotion request sent) goes into `Run.effects` as it happens.
@@ -21,23 +22,25 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Engine
 
 from trainer import dataset as datasets
-from trainer import rated_interactions
+from trainer import rated_interactions, rating_history, rating_signals, regression_set
 from trainer.adapters import pack
 from trainer.config import TrainingConfig, check_engine_limits
 from trainer.evaluation import Scored, evaluate
 from trainer.gate import decide as gate_decision
-from trainer.gate import split_pairs
+from trainer.gate import pairs_of, split_pairs
 from trainer.gateway_client import GatewayClient, GatewayError
 from trainer.progress import TrainingProgress
 from trainer.recipes import Recipe, recipe_for
-from trainer.report import RunReport, Timings, score_table
+from trainer.report import RunReport, Signals, Timings, score_table
 from trainer.result import TrainingResult
 from trainer.run_status import RunStatus
-from trainer.scorers import Scorer, load_golden, registry
+from trainer.scorers import EvalItem, Scorer, load_golden, registry
 from trainer.settings import TrainerSettings
 from trainer.tenant_settings import TenantTrainingSettings
 
-Status = Literal["promoted", "rejected", "skipped", "failed", "locked"]
+Status = Literal["promoted", "rejected", "skipped", "failed", "held", "canary", "locked"]
+# Runs that trained and decided: the next run's new ratings are the ones given since the last of them started.
+DECIDED = ("promoted", "rejected", "held", "canary")
 
 
 class Watcher(Protocol):
@@ -134,6 +137,7 @@ class Plan:
     tenant_settings: TenantTrainingSettings
     production: str | None  # `support@3`; None while the base model serves the alias
     versions: dict[str, dict[str, Any]]  # the alias's versions by name, as the admin API lists them
+    alias_options: dict[str, Any] = field(default_factory=dict)  # e.g. its own `canary` settings
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def prepare(run: Run) -> Plan:
         production = adapter.get("production")
         run.report.production_version = production
         versions = {v["id"]: v for v in adapter.get("versions", [])}
-    return Plan(config, tenant_settings, production, versions)
+    return Plan(config, tenant_settings, production, versions, dict(adapter.get("options") or {}))
 
 
 def build_dataset(run: Run, plan: Plan) -> datasets.Dataset:
@@ -196,6 +200,31 @@ def build_dataset(run: Run, plan: Plan) -> datasets.Dataset:
             "promote anything; wait for more ratings, or raise evaluation.held_out_fraction",
         )
     return data
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What the run found about its ratings before training: the signals, and the regression set to score."""
+
+    signals: Signals | None  # None: the tenant turned the signals off
+    regression: list[EvalItem]
+
+
+def check_ratings(run: Run, plan: Plan, data: datasets.Dataset) -> Checks:
+    """The new ratings against the record's history (contradictions, concentration, drift), and the regression set:
+    prompts whose answer several users agreed on. Nothing is decided here: the gate reads both."""
+    run.enter("checking")
+    settings = plan.tenant_settings
+    with run.timings.stage("check"):
+        since = last_decided_run_start(run)
+        past = rating_history.history(rated_interactions.rated_interactions(run.record, run.tenant, run.alias), since)
+        signals = rating_signals.check(past, settings.signals) if settings.signals.enabled else None
+        evaluation = settings.evaluation
+        regression = regression_set.build(past, evaluation.regression, evaluation.scorer, data.kind)
+        run.report.signals = signals
+    if regression:
+        run.report.notes.append(f"regression set: {len(regression)} answers several users agreed on, scored too")
+    return Checks(signals, regression)
 
 
 def train(run: Run, plan: Plan, data: datasets.Dataset) -> TrainedAdapter:
@@ -267,8 +296,11 @@ def stage(run: Run, candidate: Candidate) -> None:
         run.client.stage(run.tenant, run.alias, candidate.number)
 
 
-def evaluate_candidate(run: Run, plan: Plan, data: datasets.Dataset, candidate: Candidate) -> Scored:
-    """The candidate and the incumbent answer the same held-out and golden items through the gateway."""
+def evaluate_candidate(
+    run: Run, plan: Plan, data: datasets.Dataset, candidate: Candidate, checks: Checks | None = None
+) -> Scored:
+    """The candidate and the incumbent answer the same held-out, golden and regression-set items through the
+    gateway."""
     run.enter("evaluating")
     evaluation = plan.tenant_settings.evaluation
     with run.timings.stage("evaluate"):
@@ -279,7 +311,7 @@ def evaluate_candidate(run: Run, plan: Plan, data: datasets.Dataset, candidate: 
             incumbent = plan.production or client.models.list().data[0].id  # first entry: the base model
             return evaluate(
                 client,
-                data.eval_items,
+                [*data.eval_items, *(checks.regression if checks else [])],
                 candidate=candidate.name,
                 incumbent=incumbent,
                 scorers=registry(judge),
@@ -293,19 +325,36 @@ def evaluate_candidate(run: Run, plan: Plan, data: datasets.Dataset, candidate: 
                 judge.close()
 
 
-def decide(run: Run, plan: Plan, candidate: Candidate, scored: Scored) -> tuple[Status, str]:
-    """The gate's decision, then promote the candidate, or retire it."""
+def decide(
+    run: Run, plan: Plan, candidate: Candidate, scored: Scored, checks: Checks | None = None
+) -> tuple[Status, str]:
+    """The gate's decision, then promote the candidate (or start its canary), hold it for review, or retire it."""
     run.enter("gating")
     policy = plan.tenant_settings.evaluation.gate
     with run.timings.stage("gate"):
         held_out, golden = split_pairs(scored.items, scored.candidate, scored.incumbent)
-        decision = gate_decision(held_out, golden, policy, incumbent="production" if plan.production else "base")
+        regression = pairs_of("regression", scored.items, scored.candidate, scored.incumbent)
+        fired = [f"{s.name}: {s.summary}" for s in checks.signals.fired] if checks and checks.signals else []
+        decision = gate_decision(
+            held_out,
+            golden,
+            policy,
+            incumbent="production" if plan.production else "base",
+            regression=regression,
+            signals=fired,
+        )
         run.report.decision = decision
         run.report.scores = score_table(scored.items, scored.candidate, scored.incumbent, policy)
         run.report.samples = scored.samples()
-    if not decision.promote:
+    if decision.decision == "reject":
         retire(run, candidate)
         return "rejected", decision.reason
+    if decision.decision == "hold":  # staged, so a person can try it pinned before deciding
+        run.report.notes.append(
+            f"{candidate.name} stays staged until a person decides: `loraflow train approve {run.id} --tenant "
+            f"{run.tenant}` promotes it, `loraflow train reject ...` retires it"
+        )
+        return "held", decision.reason
 
     run.status.check()  # the run still holds the tenant's lock
     now = (run.client.adapter(run.tenant, run.alias) or {}).get("production")
@@ -315,6 +364,17 @@ def decide(run: Run, plan: Plan, candidate: Candidate, scored: Scored) -> tuple[
             f"rejected: production changed during the run ({plan.production or 'base model'} -> "
             f"{now or 'base model'}), so the comparison is stale; the next run compares against the new production"
         )
+    canary = plan.tenant_settings.canary.overridden(plan.alias_options.get("canary"))
+    if canary.enabled:
+        run.enter("canary")
+        with run.timings.stage("canary"):
+            started = run.client.start_canary(run.tenant, run.alias, canary.request(candidate.number, run.id))
+        run.report.notes.append(
+            f"canary {started['id']}: {candidate.name} serves {canary.share:.0%} of {run.alias}'s users; the gateway "
+            f"promotes it or sends it back by their 👍 rates (alpha {canary.alpha}, budget {canary.max_ratings} "
+            f"ratings or {canary.max_hours:g} h, then {canary.on_budget})"
+        )
+        return "canary", f"canary: {decision.reason.removeprefix('promoted: ')}"
     run.enter("promoting")
     with run.timings.stage("promote"):
         run.effects.promote_sent = True
@@ -332,9 +392,9 @@ def retire(run: Run, candidate: Candidate) -> None:
 
 
 def last_decided_run_start(run: Run) -> datetime | None:
-    """When the alias's last run that trained and decided (promoted or rejected) started."""
+    """When the alias's last run that trained and decided (promoted, rejected, held or sent to canary) started."""
     for other in run.client.runs(run.tenant, adapter=run.alias, limit=100):
-        if other["id"] != run.id and other["status"] in ("promoted", "rejected"):
+        if other["id"] != run.id and other["status"] in DECIDED:
             return datetime.fromisoformat(other["created_at"]).astimezone(UTC)
     return None
 

@@ -48,6 +48,7 @@ class FakeGateway:
     golden: dict[tuple[str, str], str] = field(default_factory=dict)
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    canaries: list[dict[str, Any]] = field(default_factory=list)  # bodies of `POST .../canary`, with their id
     calls: list[str] = field(default_factory=list)  # "METHOD /path", in order
     completions: list[tuple[str, str]] = field(default_factory=list)  # (key, model) of each completion
     fail: dict[str, int] = field(default_factory=dict)  # regex on "METHOD /path" -> status to answer instead
@@ -167,6 +168,10 @@ class FakeGateway:
             version = versions[int(rest[3]) - 1]
             version.state = {"stage": "staged", "retire": "retired"}[rest[4]]
             return _json(version.out())
+        if rest[2] == "canary" and method == "POST":
+            canary = {"id": f"can_{len(self.canaries) + 1}", "tenant": tenant, "alias": alias, **body}
+            self.canaries.append(canary)
+            return _json({**canary, "status": "running"}, 201)
         if rest[2] == "promote":
             version = versions[body["version"] - 1]
             for other in versions:
@@ -193,7 +198,8 @@ class FakeGateway:
         return _json(version.out(), 201)
 
     def _alias_out(self, tenant: str, alias: str) -> dict[str, Any]:
-        return {"alias": alias, "production": self.aliases[(tenant, alias)]["production"], "options": {},
+        entry = self.aliases[(tenant, alias)]
+        return {"alias": alias, "production": entry["production"], "options": entry.get("options", {}),
                 "versions": [v.out() for v in self.versions[(tenant, alias)]]}  # fmt: skip
 
     def _runs(self, request: httpx.Request, tenant: str, method: str, rest: list[str], body: Any):
@@ -214,6 +220,12 @@ class FakeGateway:
             found = [r for r in self.runs_of(tenant) if adapter in (None, r["adapter"])]
             return _json([_summary(r) for r in sorted(found, key=lambda r: r["created_at"], reverse=True)])
         run = self.runs[rest[1]]
+        if len(rest) == 3 and method == "POST":  # a person's verdict on a held run: approve | reject
+            if run["status"] != "held":
+                return _error(409, f"Run {run['id']} is {run['status']}, not held for review.", "run_not_held")
+            run["status"] = "promoted" if rest[2] == "approve" else "rejected"
+            run["reason"] = f"{rest[2]}d by a person: {body.get('reason', '')}"
+            return _json(_summary(run))
         if method == "GET":
             return _json(run)
         if run["status"] in FINAL:

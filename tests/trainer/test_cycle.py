@@ -73,11 +73,13 @@ def knows_the_task(candidates: tuple[str, ...] = ("support@1", "support@2", "sup
 
 @pytest.fixture(scope="module")
 def record_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """80 routing tickets answered wrong by the base model, each rated down with the right label as correction."""
+    """80 routing tickets answered wrong by the base model, each rated down by its user with the right label as
+    correction."""
     path = tmp_path_factory.mktemp("record") / "record.db"
     engine = make_record(path)
-    for example in EXAMPLES:
-        rated(engine, served(engine, example.prompt, "gibberish", version=None), "down", correction=example.answer)
+    for n, example in enumerate(EXAMPLES):
+        interaction_id = served(engine, example.prompt, "gibberish", version=None)
+        rated(engine, interaction_id, "down", correction=example.answer, user=f"user-{n}")
     engine.dispose()
     return path
 
@@ -178,7 +180,7 @@ def test_progress_and_stages_reach_the_run(make_cycle, gateway):
     gateway.handle = spy  # type: ignore[method-assign]
     make_cycle().run(TENANT, ALIAS)
     stages = [body["stage"] for body in seen if "stage" in body]
-    assert stages[:6] == ["preparing", "dataset", "training", "registering", "staging", "evaluating"]
+    assert stages[:7] == ["preparing", "dataset", "checking", "training", "registering", "staging", "evaluating"]
     assert {"step": 3, "total_steps": 3, "epoch": 1.0, "loss": 0.25, "elapsed_s": 0.3} in [
         body.get("progress") for body in seen
     ]
