@@ -18,6 +18,8 @@ from gateway.documents_api import router as documents_router
 from gateway.embeddings import router as embeddings_router
 from gateway.errors import install_handlers
 from gateway.feedback_api import router as feedback_router
+from gateway.fine_tuning import admin_router as fine_tuning_admin_router
+from gateway.fine_tuning import router as fine_tuning_router
 from gateway.lifespan import lifespan
 from gateway.metrics import HTTPMetricsMiddleware, Metrics
 from gateway.openai import router as openai_router
@@ -34,10 +36,12 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.include_router(openai_router.router)  # /v1/chat/completions, /v1/completions, /v1/models
     app.include_router(feedback_router.router)  # /v1/feedback
     app.include_router(embeddings_router.router)  # /v1/embeddings (retrieval)
+    app.include_router(fine_tuning_router.router)  # /v1/files, /v1/fine_tuning/jobs
     app.include_router(admin_router.router)  # /admin: tenants, keys, adapters
     app.include_router(training_router.router)  # /admin: training runs, golden sets
     app.include_router(feedback_router.admin_router)  # /admin: feedback, export, stats, forgetting a user
     app.include_router(documents_router.router)  # /admin: documents, index (retrieval)
+    app.include_router(fine_tuning_admin_router.router)  # /admin: the trainer's job queue, promoting a job's model
     app.include_router(health.router)  # /health, /ready, /metrics
     if settings.console.enabled:
         app.include_router(console_router.router)  # /console: the web console's pages

@@ -54,10 +54,17 @@ class Catalog:
     revision: int = -1
     aliases: dict[tuple[str, str], AliasRef] = field(default_factory=dict)
     versions: dict[tuple[str, str, int], VersionRef] = field(default_factory=dict)
+    fine_tuned: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, `ft:...`) → `ftjob-...@1`
 
     def resolve(self, tenant_id: str, model: str) -> tuple[AliasRef, VersionRef | None]:
         """`support` → its production version (None: no version promoted yet, the base model serves it);
-        `support@3` → version 3. Another tenant's name → ModelNotFound."""
+        `support@3` → version 3; `ft:...` → the version its fine-tuning job made. Another tenant's name →
+        ModelNotFound."""
+        if model.startswith("ft:"):
+            pinned = self.fine_tuned.get((tenant_id, model))
+            if pinned is None:
+                raise ModelNotFound(model)
+            model = pinned
         alias, _, number = model.partition("@")
         entry = self.aliases.get((tenant_id, alias))
         if entry is None:
@@ -74,6 +81,16 @@ class Catalog:
 
     def tenant_versions(self, tenant_id: str) -> list[VersionRef]:
         return [version for key, version in sorted(self.versions.items()) if key[0] == tenant_id]
+
+    def tenant_fine_tuned(self, tenant_id: str) -> list[tuple[str, VersionRef]]:
+        """The tenant's `ft:` model names, with the version each serves."""
+        found = []
+        for (tenant, name), pinned in sorted(self.fine_tuned.items()):
+            alias, _, number = pinned.rpartition("@")
+            version = self.versions.get((tenant, alias, int(number))) if tenant == tenant_id else None
+            if version is not None:
+                found.append((name, version))
+        return found
 
     def wanted(self) -> dict[str, VersionRef]:
         """Versions every engine must hold loaded: production and staged ones, by engine name."""
@@ -104,7 +121,13 @@ def load_catalog(session: Session) -> Catalog:
         )
         for a in session.scalars(select(Adapter))
     }
-    return Catalog(revision, aliases, versions)
+    # A fine-tuning job's model name is an option of the job's own alias (gateway/fine_tuning/service.py).
+    fine_tuned = {
+        (entry.tenant_id, named["name"]): f"{entry.alias}@{named['version']}"
+        for entry in aliases.values()
+        if isinstance(named := entry.options.get("fine_tuned_model"), dict)
+    }
+    return Catalog(revision, aliases, versions, fine_tuned)
 
 
 class CatalogHolder:

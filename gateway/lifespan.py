@@ -29,6 +29,8 @@ from gateway.child_process import ChildProcess
 from gateway.engine.pool import EnginePool
 from gateway.engine.supervisor import cuda_available, engine_environment, vllm_command
 from gateway.feedback_api.jobs import start_jobs as start_record_jobs
+from gateway.fine_tuning.file_store import FileStore, make_file_store
+from gateway.fine_tuning.service import FineTuning
 from gateway.grounding import Grounder
 from gateway.lifecycle import AdapterLifecycle, AdapterLimits
 from gateway.metrics import Metrics
@@ -94,6 +96,7 @@ async def start(settings: Settings, metrics: Metrics, transport: httpx.AsyncBase
         completions=completions,
         metrics=metrics,
         tokens=tokens,
+        fine_tuning=FineTuning(settings, sessions, file_store(settings), catalog, adapters),
         recorder=recorder,
         retrieval=retrieval,
     )
@@ -160,6 +163,11 @@ def engines_and_adapters(
     return pool, adapters
 
 
+def file_store(settings: Settings) -> FileStore:
+    """Uploaded files and jobs' outputs: where the adapters are (under var/files, or the same S3 bucket)."""
+    return make_file_store(settings.adapters.store, settings.var_dir / "files", settings.adapters.s3_endpoint_url)
+
+
 def feedback_tokens(settings: Settings) -> FeedbackTokens:
     if settings.secret_key is None:  # filled in development (dev_keys), required in production (Settings)
         raise RuntimeError("no secret key: LORAFLOW_SECRET_KEY signs feedback tokens")
@@ -176,7 +184,7 @@ def start_recorder(settings: Settings, db: Engine, tokens: FeedbackTokens, metri
 
 def start_background(gw: Gateway) -> None:
     """The loops that run beside the requests: the supervised engine, engine reconciliation, the registry poll,
-    the record's jobs (stats for /metrics, retention purge)."""
+    the record's jobs (stats for /metrics, retention purge), the fine-tuning jobs' checks and lost-trainer watch."""
     if gw.settings.managed_engine:
         gw.engine_process = managed_engine(gw.settings)
         gw.tasks.append(asyncio.create_task(gw.engine_process.supervise(), name="engine-supervisor"))
@@ -184,6 +192,7 @@ def start_background(gw: Gateway) -> None:
     poll = gw.catalog.poll(gw.settings.registry_poll_s, lambda: reconcile_now(gw))
     gw.tasks.append(asyncio.create_task(poll, name="registry-poll"))
     gw.tasks.extend(start_record_jobs(gw))
+    gw.tasks.append(asyncio.create_task(gw.fine_tuning.run(), name="fine-tuning"))
 
 
 def managed_engine(settings: Settings) -> ChildProcess:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from feedback.settings import RecordSettings
 from gateway import base_model as base_models
 from gateway.console.settings import ConsoleSettings
+from gateway.fine_tuning.settings import FineTuningSettings
 from retrieval.settings import RetrievalSettings
 
 
@@ -128,6 +129,7 @@ class Settings(BaseSettings):
 
     record: RecordSettings = Field(default_factory=RecordSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    fine_tuning: FineTuningSettings = Field(default_factory=FineTuningSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @model_validator(mode="after")

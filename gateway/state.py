@@ -19,6 +19,7 @@ from gateway.auth import KeyVerifier
 from gateway.catalog import CatalogHolder
 from gateway.child_process import ChildProcess
 from gateway.engine.pool import EnginePool
+from gateway.fine_tuning.service import FineTuning
 from gateway.lifecycle import AdapterLifecycle
 from gateway.metrics import Metrics
 from gateway.openai.serving import CompletionService
@@ -44,6 +45,7 @@ class Gateway:
     completions: CompletionService
     metrics: Metrics
     tokens: FeedbackTokens
+    fine_tuning: FineTuning  # files and fine-tuning jobs
     recorder: Recorder | None = None  # None: the record is off
     retrieval: RetrievalService | None = None  # None: retrieval off (no torch in this process)
     engine_process: ChildProcess | None = None  # the supervised vLLM, when this gateway starts one

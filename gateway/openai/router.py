@@ -46,8 +46,8 @@ async def get_model(model_id: str, caller: CallerDep, gw: GatewayDep) -> Model:
 
 
 def visible_models(gw: Gateway, tenant_id: str) -> list[Model]:
-    """The base model, then the tenant's aliases that serve something, then its versions: nothing of others.
-    With retrieval on, the embedding model too (for /v1/embeddings)."""
+    """The base model, then the tenant's aliases that serve something, then its versions, then its fine-tuned models
+    (`ft:...`): nothing of others. With retrieval on, the embedding model too (for /v1/embeddings)."""
     catalog = gw.catalog.current
     base = gw.settings.public_model_name
     models = [Model(id=base, created=gw.started_at, owned_by="loraflow")]
@@ -60,4 +60,6 @@ def visible_models(gw: Gateway, tenant_id: str) -> list[Model]:
             models.append(
                 Model(id=version.public_name, created=version.created, owned_by=tenant_id, parent=version.alias)
             )
+    for name, version in catalog.tenant_fine_tuned(tenant_id):
+        models.append(Model(id=name, created=version.created, owned_by=tenant_id, parent=base))
     return models

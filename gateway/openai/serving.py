@@ -153,7 +153,8 @@ class CompletionService:
         alias, version = self._catalog.current.resolve(caller.tenant_id, name)
         if version is None:  # an alias with nothing promoted yet is served by the base model
             return Target(self._base_model, self._base_model, None, alias.options, alias.alias)
-        return Target(version.public_name, version.engine_name, version, alias.options, alias.alias)
+        public = name if name.startswith("ft:") else version.public_name  # a fine-tuned model keeps its name
+        return Target(public, version.engine_name, version, alias.options, alias.alias)
 
     def response_headers(self, exchange: Exchange) -> dict[str, str]:
         headers = {"x-loraflow-model": exchange.target.public_model, "x-request-id": exchange.completion_id}

@@ -153,6 +153,88 @@ class GoldenSet(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Fine-tuning (gateway/fine_tuning/): OpenAI's files and fine-tuning jobs, with the jobs' events and checkpoints.
+
+
+class StoredFile(Base):
+    """A tenant's uploaded file (`file-...`), or a job's result file. Its bytes live in the file store, never
+    overwritten; deleting the file removes both."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))  # fine-tune | fine-tune-results
+    filename: Mapped[str] = mapped_column(String(500))
+    bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(1000))  # a path or an object-store URI, never shown
+    status: Mapped[str] = mapped_column(String(16), default="processed")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FineTuningJob(Base):
+    """A fine-tuning job (`ftjob-...`): OpenAI's fields, and what the trainer needs to run it and to resume it."""
+
+    __tablename__ = "fine_tuning_jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(300))  # as asked for: the base model, `support`, `support@3`, `ft:...`
+    parent: Mapped[str | None] = mapped_column(String(100))  # the version it continues (`support@3`); None: base
+    training_file: Mapped[str] = mapped_column(String(40))
+    validation_file: Mapped[str | None] = mapped_column(String(40))
+    method: Mapped[dict[str, Any]] = mapped_column(default=dict)  # OpenAI's `method`, "auto" resolved when it runs
+    suffix: Mapped[str | None] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)  # `metadata`: a name SQLAlchemy keeps
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(300))
+    result_files: Mapped[list[Any]] = mapped_column(default=list)
+    trained_tokens: Mapped[int | None] = mapped_column(Integer)
+    estimated_finish: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+    # The trainer's side: the training run that holds the tenant's lock while the job trains, how many times it
+    # was started (a lost trainer's job is queued again), where training stands, what validation found.
+    run_id: Mapped[str | None] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class FineTuningEvent(Base):
+    """One event of a job, as `GET /v1/fine_tuning/jobs/{id}/events` lists them (newest first, by `seq`)."""
+
+    __tablename__ = "fine_tuning_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String(8))  # info | warn | error
+    message: Mapped[str] = mapped_column(String(2000))
+    type: Mapped[str] = mapped_column(String(16))  # message | metrics
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FineTuningCheckpoint(Base):
+    """An adapter saved while a job trained (at the end of an epoch): listed by the checkpoints API, and where a
+    job whose trainer was lost resumes."""
+
+    __tablename__ = "fine_tuning_checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), index=True)
+    step_number: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(300))
+    location: Mapped[str] = mapped_column(String(1000))  # the adapter's .tar.gz in the file store
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The console (gateway/console/): signed-in sessions, shared by every replica through the database.
 
 

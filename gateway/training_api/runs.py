@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.store.models import TrainingRun, utcnow
 
-FINAL = ("promoted", "rejected", "skipped", "failed")
+# succeeded, cancelled: how the run of a fine-tuning job ends (gateway/fine_tuning/queue.py).
+FINAL = ("promoted", "rejected", "skipped", "failed", "succeeded", "cancelled")
 LOST = "the trainer stopped sending heartbeats (it crashed or was killed); production was not touched"
 
 
