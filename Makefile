@@ -8,13 +8,20 @@ ENGINE := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo engine-cuda || e
 
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test demo bench lint install clean
+.PHONY: run test demo bench lint install clean chromium
 
 run: $(STAMP)  ## The gateway + a supervised vLLM on the demo model, SQLite, local FAISS
 	$(BIN)/loraflow up
 
-test: $(STAMP)  ## Every suite: unit, store (SQLite + PostgreSQL), end-to-end on a real vLLM
+test: $(STAMP) chromium  ## Every suite: unit, store (SQLite + PostgreSQL), end-to-end on a real vLLM, the console in Chromium
 	$(BIN)/python -m pytest
+
+# Debian's Chromium for the console's browser tests (Playwright drives it; its own browser download is never used).
+# CI runs as root on a fresh machine: installed there on first use.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] || { echo "The console's browser tests need Chromium: sudo apt-get install -y chromium"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 demo: $(STAMP)  ## Two tenants, simulated users and ratings, a retrain, the before/after table
 	$(BIN)/loraflow demo

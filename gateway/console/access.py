@@ -60,13 +60,13 @@ def check_changeable(viewer: Viewer, tenant_id: str) -> None:
 
 async def read_form(request: Request, viewer: Viewer) -> dict[str, str]:
     """A urlencoded form's fields, once its CSRF token matches the session's (403 otherwise, nothing changed)."""
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        raise BadRequest("Send the form as application/x-www-form-urlencoded.")
-    body = await read_body(request, MAX_FORM_BYTES)
-    try:
-        fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
-    except UnicodeDecodeError:
-        raise BadRequest("The form is not UTF-8.") from None
+    fields: dict[str, str] = {}
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        body = await read_body(request, MAX_FORM_BYTES)
+        try:
+            fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise BadRequest("The form is not UTF-8.") from None
     check_csrf(viewer, fields.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER))
     return fields
 

@@ -58,6 +58,11 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else percent(value)
 
 
+def _model_name(value: str | None) -> str:
+    """A base model as a person knows it (`SmolLM2-135M-Instruct`), never the path it was loaded from."""
+    return (value or "-").rstrip("/").rsplit("/", 1)[-1]
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
@@ -71,7 +76,7 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-templates.filters.update(when=_when, rate=_rate, number=number, seconds=_seconds)
+templates.filters.update(when=_when, rate=_rate, number=number, seconds=_seconds, model_name=_model_name)
 templates.globals["static_version"] = _static_version()
 
 

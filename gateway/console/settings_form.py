@@ -46,7 +46,8 @@ def sections(settings: dict[str, Any]) -> list[Section]:
         for key, prop in schema.get("properties", {}).items():
             ref = _ref(prop)
             if ref and ref in defs:
-                current = settings.get(key) if isinstance(settings.get(key), dict) else {}
+                stored = settings.get(key)
+                current: dict[str, Any] = stored if isinstance(stored, dict) else {}
                 fields = [
                     _field(f"{key}.{name}", name, sub, defs, current.get(name))
                     for name, sub in defs[ref].get("properties", {}).items()

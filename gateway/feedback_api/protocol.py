@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from feedback.privacy import Deleted
 from feedback.ratings import FeedbackPage, FeedbackRecord
-from feedback.stats import AdapterStats
+from feedback.stats import AdapterStats, RatingBucket, RequestBucket
 
 
 class FeedbackCreate(BaseModel):
@@ -96,3 +97,40 @@ class Forgotten(BaseModel):
     @classmethod
     def of(cls, tenant_id: str, user: str, deleted: Deleted) -> Forgotten:
         return cls(tenant_id=tenant_id, user=user, interactions=deleted.interactions, feedback=deleted.feedback)
+
+
+# Over time (what the console draws), for scripts and dashboards of one's own.
+
+
+class RatingBucketOut(BaseModel):
+    model: str = Field(description="What was served: `support@2`, or the base model's name.")
+    start: datetime = Field(description="The bucket's first instant (UTC).")
+    ratings: int
+    up: int
+    up_rate: float | None
+    up_rate_low: float | None = Field(description="Wilson 95% interval of up_rate, lower bound.")
+    up_rate_high: float | None
+
+    @classmethod
+    def of(cls, bucket: RatingBucket, base_model: str) -> RatingBucketOut:
+        low, high = bucket.interval or (None, None)
+        return cls(model=bucket.adapter_version or base_model, start=bucket.start, ratings=bucket.ratings,
+                   up=bucket.up, up_rate=bucket.up_rate, up_rate_low=low, up_rate_high=high)  # fmt: skip
+
+
+class RequestBucketOut(BaseModel):
+    alias: str | None = Field(description="The alias that served them; null: the base model asked for by name.")
+    start: datetime
+    requests: int
+    tokens: int
+
+    @classmethod
+    def of(cls, bucket: RequestBucket) -> RequestBucketOut:
+        return cls(alias=bucket.alias, start=bucket.start, requests=bucket.requests, tokens=bucket.tokens)
+
+
+class Series(BaseModel):
+    object: Literal["list"] = "list"
+    tenant_id: str
+    bucket_s: int
+    data: list[RatingBucketOut] | list[RequestBucketOut]

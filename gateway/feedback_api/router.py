@@ -15,12 +15,22 @@ from fastapi.responses import StreamingResponse
 
 from feedback.models import MAX_END_USER_CHARS, MAX_ID_CHARS
 from feedback.ratings import MAX_PAGE, list_feedback
-from feedback.stats import adapter_stats
+from feedback.stats import adapter_stats, rating_series, request_series
 from gateway import tenants
 from gateway.deps import AdminDep, CallerDep, GatewayDep
 from gateway.feedback_api import service
 from gateway.feedback_api.auth import RaterDep
-from gateway.feedback_api.protocol import Feedback, FeedbackCreate, FeedbackList, Forgotten, TenantStats, VersionStats
+from gateway.feedback_api.protocol import (
+    Feedback,
+    FeedbackCreate,
+    FeedbackList,
+    Forgotten,
+    RatingBucketOut,
+    RequestBucketOut,
+    Series,
+    TenantStats,
+    VersionStats,
+)
 from gateway.request_body import read_json
 from gateway.state import Gateway
 
@@ -105,6 +115,42 @@ def tenant_stats(tenant_id: str, gw: AdminDep, since: Since = None, until: Until
         stats = adapter_stats(gw.db, tenant_id, since=since, until=until)
     base = gw.settings.public_model_name
     return TenantStats(tenant_id=tenant_id, data=[VersionStats.of(entry, base) for entry in stats])
+
+
+BucketS = Annotated[int, Query(ge=60, le=31 * 86400, description="Bucket length in seconds (3600: hourly).")]
+
+
+@admin_router.get("/tenants/{tenant_id}/stats/ratings")
+def ratings_over_time(
+    tenant_id: str,
+    gw: AdminDep,
+    since: Annotated[datetime, Query(description="ISO 8601 (UTC when no zone is given), inclusive.")],
+    until: Until = None,
+    bucket_s: BucketS = 86400,
+    alias: Annotated[str | None, Query(description="Only this alias's versions.")] = None,
+) -> Series:
+    """Ratings and thumbs-up rate (Wilson 95% interval) per adapter version per bucket, by when a rating was first
+    given: the console's 👍-rate-over-time plot."""
+    _tenant_exists(gw, tenant_id)
+    with service.database_errors(gw):
+        found = rating_series(gw.db, tenant_id, since=since, until=until, bucket_s=bucket_s, alias=alias)
+    base = gw.settings.public_model_name
+    return Series(tenant_id=tenant_id, bucket_s=bucket_s, data=[RatingBucketOut.of(b, base) for b in found])
+
+
+@admin_router.get("/tenants/{tenant_id}/stats/requests")
+def requests_over_time(
+    tenant_id: str,
+    gw: AdminDep,
+    since: Annotated[datetime, Query(description="ISO 8601 (UTC when no zone is given), inclusive.")],
+    until: Until = None,
+    bucket_s: BucketS = 3600,
+) -> Series:
+    """Requests and tokens per alias per bucket: the console's requests-per-hour plot."""
+    _tenant_exists(gw, tenant_id)
+    with service.database_errors(gw):
+        found = request_series(gw.db, tenant_id, since=since, until=until, bucket_s=bucket_s)
+    return Series(tenant_id=tenant_id, bucket_s=bucket_s, data=[RequestBucketOut.of(b) for b in found])
 
 
 @admin_router.delete("/tenants/{tenant_id}/users/{user:path}")

@@ -81,6 +81,7 @@ class Model(BaseModel):
 
     # --- loraflow extensions ---
     parent: str | None = None  # the alias a pinned version belongs to, the base model for an alias
+    root: str | None = None  # an alias: what serves it now (`support@2`, or the base model), as vLLM's `root`
 
 
 class ModelList(BaseModel):

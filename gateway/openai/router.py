@@ -54,7 +54,8 @@ def visible_models(gw: Gateway, tenant_id: str) -> list[Model]:
     if gw.retrieval is not None:
         models.append(Model(id=embedding_model_name(gw.settings.retrieval), created=gw.started_at, owned_by="loraflow"))
     for alias in catalog.tenant_aliases(tenant_id):  # an alias with nothing promoted yet serves the base model
-        models.append(Model(id=alias.alias, created=gw.started_at, owned_by=tenant_id, parent=base))
+        serving = alias.production.public_name if alias.production else base
+        models.append(Model(id=alias.alias, created=gw.started_at, owned_by=tenant_id, parent=base, root=serving))
     for version in catalog.tenant_versions(tenant_id):
         if version.state != "registered":
             models.append(

@@ -17,9 +17,15 @@ from gateway.training_api import runs
 def overview(gw: Gateway, viewer: Viewer) -> dict[str, Any]:
     now = utcnow()
     with gw.sessions() as session:
-        rows = tenants.list_tenants(session) if viewer.is_admin else [tenants.get_tenant(session, viewer.tenant_id)]
-        lease = gw.settings.training.lease_s
+        if viewer.tenant_id is None:
+            rows = tenants.list_tenants(session)
+        else:
+            rows = [tenants.get_tenant(session, viewer.tenant_id)]
+    lease = gw.settings.training.lease_s
+    # A session each: `list_runs` expires lost runs with an UPDATE that must not meet rows loaded by the other.
+    with gw.sessions() as session:
         running = runs.list_runs(session, lease, viewer.tenant_id, status="running", limit=50)
+    with gw.sessions() as session:
         finished = runs.list_runs(session, lease, viewer.tenant_id, status="promoted,rejected,failed", limit=8)
     day = tenant_totals(gw.db, since=now - timedelta(days=1), tenant_id=viewer.tenant_id)
     week = tenant_totals(gw.db, since=now - timedelta(days=7), tenant_id=viewer.tenant_id)

@@ -49,8 +49,8 @@ def live_status(run: TrainingRun) -> dict[str, Any]:
     """What the page shows while a run goes on, and what its script polls for (`status.json`)."""
     progress = run.progress or {}
     step, total = progress.get("step"), progress.get("total_steps")
-    counted = isinstance(step, int | float) and isinstance(total, int | float) and total
-    return {**RunSummary.of(run).model_dump(mode="json"), "fraction": step / total if counted else None}
+    fraction = step / total if isinstance(step, int | float) and isinstance(total, int | float) and total else None
+    return {**RunSummary.of(run).model_dump(mode="json"), "fraction": fraction}
 
 
 def loss_chart(losses: list[float]) -> Chart:

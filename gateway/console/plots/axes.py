@@ -23,12 +23,13 @@ class Scale:
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round values from `low` to `high`: steps of 1, 2 or 5 times a power of ten."""
+    """Round values from `low` to `high`: steps of 1, 2, 2.5 or 5 times a power of ten."""
     if high <= low:
         return [low]
     raw = (high - low) / max(1, count - 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    # The round step whose number of intervals comes closest to the one asked for.
+    step = min((m * power for m in (1, 2, 2.5, 5, 10)), key=lambda s: abs((high - low) / s - (count - 1)))
     first = math.ceil(low / step - 1e-9) * step
     ticks, value = [], first
     while value <= high + step * 1e-9:
