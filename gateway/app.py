@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from gateway import health
 from gateway.admin import router as admin_router
+from gateway.canary import router as canary_router
 from gateway.console import router as console_router
 from gateway.cors import add_cors
 from gateway.dev_keys import with_dev_keys
@@ -39,6 +40,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.include_router(fine_tuning_router.router)  # /v1/files, /v1/fine_tuning/jobs
     app.include_router(admin_router.router)  # /admin: tenants, keys, adapters
     app.include_router(training_router.router)  # /admin: training runs, golden sets
+    app.include_router(canary_router.router)  # /admin: canaries of adapter versions
     app.include_router(feedback_router.admin_router)  # /admin: feedback, export, stats, forgetting a user
     app.include_router(documents_router.router)  # /admin: documents, index (retrieval)
     app.include_router(fine_tuning_admin_router.router)  # /admin: the trainer's job queue, promoting a job's model

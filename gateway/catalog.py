@@ -8,6 +8,7 @@ a request sees one consistent view and the alias flip is atomic for readers too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,9 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.canary.split import to_candidate
 from gateway.errors import ModelNotFound
 from gateway.registry import current_revision
-from gateway.store.models import Adapter, AdapterVersion
+from gateway.store.models import Adapter, AdapterVersion, Canary
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,26 @@ class VersionRef:
 
 
 @dataclass(frozen=True)
+class CanaryRef:
+    """A running canary (gateway/canary/): `share` of the alias's users get the candidate, the rest production."""
+
+    id: str
+    share: float
+    candidate: VersionRef
+    control: VersionRef | None  # None: the base model
+
+    def arm(self, unit: str) -> VersionRef | None:
+        """The version that serves `unit` (an end user, or a key): sticky, and the same on every replica."""
+        return self.candidate if to_candidate(self.id, unit, self.share) else self.control
+
+
+@dataclass(frozen=True)
 class AliasRef:
     tenant_id: str
     alias: str
     production: VersionRef | None
     options: dict[str, Any] = field(default_factory=dict)
+    canary: CanaryRef | None = None
 
 
 @dataclass(frozen=True)
@@ -56,10 +73,11 @@ class Catalog:
     versions: dict[tuple[str, str, int], VersionRef] = field(default_factory=dict)
     fine_tuned: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, `ft:...`) → `ftjob-...@1`
 
-    def resolve(self, tenant_id: str, model: str) -> tuple[AliasRef, VersionRef | None]:
+    def resolve(self, tenant_id: str, model: str, split_by: str | None = None) -> tuple[AliasRef, VersionRef | None]:
         """`support` → its production version (None: no version promoted yet, the base model serves it);
         `support@3` → version 3; `ft:...` → the version its fine-tuning job made. Another tenant's name →
-        ModelNotFound."""
+        ModelNotFound. During a canary, the alias's own name serves the arm of `split_by` (the end user, else the
+        key); pinned names are never split."""
         if model.startswith("ft:"):
             pinned = self.fine_tuned.get((tenant_id, model))
             if pinned is None:
@@ -70,6 +88,8 @@ class Catalog:
         if entry is None:
             raise ModelNotFound(model)
         if not number:
+            if entry.canary is not None and split_by is not None:
+                return entry, entry.canary.arm(split_by)
             return entry, entry.production
         version = self.versions.get((tenant_id, alias, int(number))) if number.isdigit() else None
         if version is None:
@@ -121,6 +141,7 @@ def load_catalog(session: Session) -> Catalog:
         )
         for a in session.scalars(select(Adapter))
     }
+    aliases = _with_canaries(session, aliases, by_id)
     # A fine-tuning job's model name is an option of the job's own alias (gateway/fine_tuning/service.py).
     fine_tuned = {
         (entry.tenant_id, named["name"]): f"{entry.alias}@{named['version']}"
@@ -128,6 +149,29 @@ def load_catalog(session: Session) -> Catalog:
         if isinstance(named := entry.options.get("fine_tuned_model"), dict)
     }
     return Catalog(revision, aliases, versions, fine_tuned)
+
+
+def _with_canaries(
+    session: Session, aliases: dict[tuple[str, str], AliasRef], by_id: dict[str, VersionRef]
+) -> dict[tuple[str, str], AliasRef]:
+    """Aliases with their running canary. A canary whose candidate left the engines, or whose alias was promoted by
+    other means since it started, splits nothing (its decision loop ends it)."""
+    rows = session.execute(
+        select(Canary, Adapter)
+        .join(Adapter, Canary.adapter_id == Adapter.id)
+        .where(Canary.status.in_(("running", "deciding")))
+    )
+    for canary, adapter in rows:
+        key = (adapter.tenant_id, adapter.alias)
+        candidate, entry = by_id.get(canary.candidate_version_id), aliases.get(key)
+        if entry is None or candidate is None or candidate.state != "staged":
+            continue
+        if (entry.production.id if entry.production else None) != canary.control_version_id:
+            continue
+        aliases[key] = dataclasses.replace(
+            entry, canary=CanaryRef(canary.id, canary.share, candidate, entry.production)
+        )
+    return aliases
 
 
 class CatalogHolder:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -24,6 +26,7 @@ from feedback.writer import InteractionWriter
 from gateway.adapter_check import BaseModel
 from gateway.adapter_store import make_store
 from gateway.auth import KeyVerifier
+from gateway.canary.loop import CanaryDecider
 from gateway.catalog import CatalogHolder
 from gateway.child_process import ChildProcess
 from gateway.engine.pool import EnginePool
@@ -84,6 +87,8 @@ async def start(settings: Settings, metrics: Metrics, transport: httpx.AsyncBase
         grounder=Grounder(retrieval, settings.retrieval, metrics.registry),
     )
     metrics.watch_engines(pool)
+    canaries = CanaryDecider(sessions, adapters, catalog, settings.canary, f"{socket.gethostname()}:{os.getpid()}")
+    metrics.watch(canaries.collect)
     gw = Gateway(
         settings=settings,
         db=db,
@@ -97,6 +102,7 @@ async def start(settings: Settings, metrics: Metrics, transport: httpx.AsyncBase
         metrics=metrics,
         tokens=tokens,
         fine_tuning=FineTuning(settings, sessions, file_store(settings), catalog, adapters),
+        canaries=canaries,
         recorder=recorder,
         retrieval=retrieval,
     )
@@ -184,7 +190,8 @@ def start_recorder(settings: Settings, db: Engine, tokens: FeedbackTokens, metri
 
 def start_background(gw: Gateway) -> None:
     """The loops that run beside the requests: the supervised engine, engine reconciliation, the registry poll,
-    the record's jobs (stats for /metrics, retention purge), the fine-tuning jobs' checks and lost-trainer watch."""
+    the record's jobs (stats for /metrics, retention purge), the fine-tuning jobs' checks and lost-trainer watch,
+    the canaries' decisions."""
     if gw.settings.managed_engine:
         gw.engine_process = managed_engine(gw.settings)
         gw.tasks.append(asyncio.create_task(gw.engine_process.supervise(), name="engine-supervisor"))
@@ -193,6 +200,7 @@ def start_background(gw: Gateway) -> None:
     gw.tasks.append(asyncio.create_task(poll, name="registry-poll"))
     gw.tasks.extend(start_record_jobs(gw))
     gw.tasks.append(asyncio.create_task(gw.fine_tuning.run(), name="fine-tuning"))
+    gw.tasks.append(asyncio.create_task(gw.canaries.run(), name="canaries"))
 
 
 def managed_engine(settings: Settings) -> ChildProcess:

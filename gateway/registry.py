@@ -30,6 +30,11 @@ def _bump_revision(session: Session) -> None:
     )
 
 
+def bump_revision(session: Session) -> None:
+    """For other writes that change how names resolve (a canary starting or ending), in their own transaction."""
+    _bump_revision(session)
+
+
 # Reads for the admin API.
 
 

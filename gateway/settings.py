@@ -81,6 +81,15 @@ class TrainingSettings(BaseModel):
     )
 
 
+class CanaryLoopSettings(BaseModel):
+    """The canaries' decision loop (gateway/canary/loop.py), on every replica."""
+
+    interval_s: float = Field(5.0, gt=0, description="How often each running canary's counts are read and judged.")
+    claim_stale_s: float = Field(
+        300.0, gt=0, description="A decision claimed by a replica that has not finished it by then is taken over."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LORAFLOW_",
@@ -113,6 +122,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     adapters: AdapterStoreSettings = Field(default_factory=AdapterStoreSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    canary: CanaryLoopSettings = Field(default_factory=CanaryLoopSettings)
 
     max_request_bytes: int = Field(4 * 1024 * 1024, description="Larger request bodies get 413.")
     max_adapter_bytes: int = Field(512 * 1024 * 1024, description="Largest adapter archive or directory accepted.")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from feedback.tokens import FeedbackTokens
 from gateway.auth import KeyVerifier
+from gateway.canary.loop import CanaryDecider
 from gateway.catalog import CatalogHolder
 from gateway.child_process import ChildProcess
 from gateway.engine.pool import EnginePool
@@ -46,6 +47,7 @@ class Gateway:
     metrics: Metrics
     tokens: FeedbackTokens
     fine_tuning: FineTuning  # files and fine-tuning jobs
+    canaries: CanaryDecider  # decides running canaries, from the record (gateway/canary/)
     recorder: Recorder | None = None  # None: the record is off
     retrieval: RetrievalService | None = None  # None: retrieval off (no torch in this process)
     engine_process: ChildProcess | None = None  # the supervised vLLM, when this gateway starts one

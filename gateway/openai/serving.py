@@ -118,7 +118,7 @@ class CompletionService:
             ChatCompletionRequest if endpoint == "chat" else CompletionRequest
         )
         parsed, body = await read_json(request, wire_type, self._max_request_bytes)
-        target = self.resolve(caller, parsed.model)
+        target = self.resolve(caller, parsed.model, parsed.user)
         for admission in self.admissions:
             admission.admit()
         completion_id = new_completion_id(endpoint)
@@ -143,14 +143,15 @@ class CompletionService:
         relay = SSERelay(completion_id, target.public_model, target.engine_model, client_wants_usage=client_wants_usage)
         return SSEResponse(self._relay(upstream, relay, exchange), headers=self.response_headers(exchange))
 
-    def resolve(self, caller: Caller, model: str) -> Target:
+    def resolve(self, caller: Caller, model: str, user: str | None = None) -> Target:
+        """During an alias's canary its name serves the arm of the end user (`user`), else of the key."""
         name = model or caller.default_adapter or ""
         if not name:
             raise BadRequest("You must provide a model parameter.", param="model")
         name = caller.model_map.get(name, name)
         if name == self._base_model:
             return Target(self._base_model, self._base_model, None)
-        alias, version = self._catalog.current.resolve(caller.tenant_id, name)
+        alias, version = self._catalog.current.resolve(caller.tenant_id, name, user or caller.key_id)
         if version is None:  # an alias with nothing promoted yet is served by the base model
             return Target(self._base_model, self._base_model, None, alias.options, alias.alias)
         public = name if name.startswith("ft:") else version.public_name  # a fine-tuned model keeps its name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, DateTime, Double, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -252,3 +252,32 @@ class ConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))  # sent back with every change; compared in constant time
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# Canaries (gateway/canary/): a candidate version serving a sticky share of its alias's users until the sequential
+# test (or its budget) decides. In the database, so a canary survives restarts and every replica splits alike.
+
+
+class Canary(Base):
+    """One canary of an alias: its arms, its rules, and, once decided, the decision with its evidence."""
+
+    __tablename__ = "canaries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # can_<hex>: also salts the split's hash
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"), index=True)
+    candidate_version_id: Mapped[str] = mapped_column(String(32))
+    control_version_id: Mapped[str | None] = mapped_column(String(32))  # production when it started; None: base
+    share: Mapped[float] = mapped_column(Double)
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)  # gateway/canary/decision.py CanaryPolicy
+    # running → deciding (a replica claimed the decision) → promoted | rolled_back | cancelled
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    decision: Mapped[dict[str, Any]] = mapped_column(default=dict)  # counts, rates, the statistic, who decided
+    run_id: Mapped[str | None] = mapped_column(String(40))  # the training run that started it, if any
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]  # a claim older than the loop's lease may be taken over (a lost replica)
+    claimed_by: Mapped[str] = mapped_column(String(200), default="")
+    decided_at: Mapped[datetime | None]
+    # The adapter's id while the canary runs, NULL once decided: one running canary per alias on every database.
+    lock: Mapped[int | None] = mapped_column(Integer, unique=True)

@@ -36,10 +36,18 @@ class RunUpdate(BaseModel):
     stage: str | None = Field(None, max_length=32)
     progress: Progress | None = None
     candidate: str | None = Field(None, max_length=100)
-    status: Literal["running", "promoted", "rejected", "skipped", "failed"] | None = None
+    status: Literal["running", "promoted", "rejected", "skipped", "failed", "held", "canary"] | None = None
     reason: str | None = Field(None, max_length=2000)
     report: dict[str, Any] | None = None
     report_markdown: str | None = None
+
+
+class RunReview(BaseModel):
+    """A person's verdict on a run held for review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=1000, description="Why, for the record.")
 
 
 class RunSummary(BaseModel):

@@ -1,4 +1,4 @@
-"""Routes of the training API (admin key): runs and golden sets."""
+"""Routes of the training API (admin key): runs, a person's verdict on a held run, and golden sets."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from gateway.deps import AdminDep
 from gateway.request_body import read_body
 from gateway.state import Gateway
 from gateway.training_api import golden, runs
-from gateway.training_api.protocol import RunOut, RunStart, RunSummary, RunUpdate
+from gateway.training_api.protocol import RunOut, RunReview, RunStart, RunSummary, RunUpdate
+from gateway.training_api.review import review
 
 router = APIRouter(prefix="/admin")
 MAX_GOLDEN_BYTES = 16 * 1024 * 1024
@@ -58,6 +59,18 @@ def get_run(tenant_id: str, run_id: str, gw: AdminDep) -> RunOut:
     with gw.sessions() as session:
         runs.expire_lost(session, gw.settings.training.lease_s, tenant_id)
         return RunOut.of(runs.get_run(session, tenant_id, run_id))
+
+
+@router.post("/tenants/{tenant_id}/training-runs/{run_id}/approve")
+async def approve_run(tenant_id: str, run_id: str, body: RunReview, gw: AdminDep) -> RunSummary:
+    """Promote the candidate of a run held for review (409 unless it is held, or when production changed since)."""
+    return RunSummary.of(await review(gw, tenant_id, run_id, "approve", body.reason))
+
+
+@router.post("/tenants/{tenant_id}/training-runs/{run_id}/reject")
+async def reject_run(tenant_id: str, run_id: str, body: RunReview, gw: AdminDep) -> RunSummary:
+    """Retire the candidate of a run held for review; production stays as it is."""
+    return RunSummary.of(await review(gw, tenant_id, run_id, "reject", body.reason))
 
 
 @router.get("/tenants/{tenant_id}/training-runs/{run_id}/report.md", response_class=PlainTextResponse)

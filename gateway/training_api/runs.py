@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.store.models import TrainingRun, utcnow
 
-# succeeded, cancelled: how the run of a fine-tuning job ends (gateway/fine_tuning/queue.py).
-FINAL = ("promoted", "rejected", "skipped", "failed", "succeeded", "cancelled")
+# succeeded, cancelled: how the run of a fine-tuning job ends (gateway/fine_tuning/queue.py). held: a person approves
+# or rejects the candidate (gateway/training_api/review.py); canary: the canary's end ends it (gateway/canary/).
+FINAL = ("promoted", "rejected", "skipped", "failed", "succeeded", "cancelled", "held", "canary")
 LOST = "the trainer stopped sending heartbeats (it crashed or was killed); production was not touched"
 
 
