@@ -156,3 +156,64 @@ def adapters_retire(tenant: str, alias: str, version: int, url: Url = None) -> N
     """Take a version that is not in production out of the engines."""
     row = AdminClient(url).call("POST", f"/tenants/{tenant}/adapters/{alias}/versions/{version}/retire")
     out.print(f"[green]Retired[/] [bold]{row['id']}[/]")
+
+
+canary = typer.Typer(help="Prove a version on a share of an alias's users before it takes all traffic.")
+adapters.add_typer(canary, name="canary")
+
+
+@canary.command("start")
+def canary_start(
+    tenant: str,
+    alias: str,
+    version: int,
+    share: Annotated[float, typer.Option(help="Share of the alias's users it serves.")] = 0.1,
+    max_ratings: Annotated[int, typer.Option(help="Ratings counted before the budget decides.")] = 5000,
+    max_hours: Annotated[float, typer.Option(help="Hours before the budget decides.")] = 168.0,
+    on_budget: Annotated[
+        str, typer.Option(help="promote or rollback, when the budget runs out undecided.")
+    ] = "rollback",
+    url: Url = None,
+) -> None:
+    """Serve VERSION to a share of the alias's users; the gateway promotes it or sends it back by their ratings."""
+    body = {"version": version, "share": share, "max_ratings": max_ratings, "max_duration_s": max_hours * 3600,
+            "on_budget": on_budget}  # fmt: skip
+    row = AdminClient(url).call("POST", f"/tenants/{tenant}/adapters/{alias}/canary", json=body)
+    out.print(f"[green]Canary {row['id']}[/]: {row['candidate']} serves {row['share']:.0%} of {alias}'s users")
+
+
+@canary.command("show")
+def canary_show(tenant: str, alias: str, url: Url = None) -> None:
+    """The alias's running canary (else its last one), with the evidence per arm."""
+    row = AdminClient(url).call("GET", f"/tenants/{tenant}/adapters/{alias}/canary")
+    evidence = row["evidence"]
+    sides = (("candidate", "candidate", row["candidate"]), ("production", "control", row["control"]))
+    arms = [
+        [name, version or "base model", evidence[key]["ratings"], evidence[key]["ups"], _rate(evidence[key]["rate"])]
+        for name, key, version in sides
+    ]
+    title = f"Canary {row['id']} of {tenant}/{alias}: {row['status']} ({row['share']:.0%} to the candidate)"
+    out.print(_table(title, ["arm", "version", "ratings", "👍", "👍 rate"], arms))
+    threshold = evidence.get("threshold", 0.0)
+    out.print(
+        f"log e-value better {evidence['log_e_better']:.2f}, worse {evidence['log_e_worse']:.2f} "
+        f"(decides at {threshold:.2f}) — {row['reason']}"
+    )
+
+
+@canary.command("stop")
+def canary_stop(
+    tenant: str,
+    alias: str,
+    decision: Annotated[str, typer.Option(help="promote or rollback.")],
+    reason: Annotated[str, typer.Option()] = "",
+    url: Url = None,
+) -> None:
+    """End the running canary now with your decision."""
+    body = {"decision": decision, "reason": reason}
+    row = AdminClient(url).call("POST", f"/tenants/{tenant}/adapters/{alias}/canary/stop", json=body)
+    out.print(f"[yellow]Canary {row['id']}: {row['status']}[/] — {row['reason']}")
+
+
+def _rate(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.3f}"
