@@ -44,6 +44,7 @@ from gateway.request_body import read_body
 from gateway.retrieval_service import require
 from gateway.state import Gateway
 from gateway.training_api import runs
+from gateway.training_api.review import review
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -200,6 +201,18 @@ async def run(request: Request, tenant_id: str, run_id: str, viewer: ViewerDep, 
     await _tenant(gw, viewer, tenant_id)
     context = await run_in_threadpool(run_page, gw, tenant_id, run_id)
     return render(request, "run.html", {"viewer": viewer, "tenant_id": tenant_id, **context})
+
+
+@router.post("/tenants/{tenant_id}/runs/{run_id}/review")
+async def review_run(request: Request, tenant_id: str, run_id: str, viewer: ViewerDep, gw: GatewayDep) -> Response:
+    """A person's verdict on a candidate the gate held for review: the training API's own review."""
+    check_changeable(viewer, tenant_id)
+    fields = await read_form(request, viewer)
+    verdict = fields.get("verdict", "")
+    if verdict not in ("approve", "reject"):
+        raise BadRequest("Choose approve or reject.", param="verdict")
+    await review(gw, tenant_id, run_id, verdict, fields.get("reason", "").strip()[:1000])  # type: ignore[arg-type]
+    return _back(f"/console/tenants/{tenant_id}/runs/{run_id}", done=verdict)
 
 
 @router.get("/tenants/{tenant_id}/runs/{run_id}/status.json")

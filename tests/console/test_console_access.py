@@ -34,6 +34,7 @@ CHANGES = [
     ("/console/tenants/{t}/adapters/support/promote", {"version": "2"}),
     ("/console/tenants/{t}/adapters/support/rollback", {}),
     ("/console/tenants/{t}/documents/doc_x/delete", {}),
+    ("/console/tenants/{t}/runs/{run}/review", {"verdict": "reject"}),
 ]
 
 

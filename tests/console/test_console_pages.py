@@ -77,7 +77,7 @@ def test_interactions_are_filtered_and_one_opens_with_its_rating(world: World):
     bad = session.get("/console/tenants/acme/interactions?since=yesterday")
     assert bad.status_code == 400 and "since" in bad.text
     detail = session.get(f"/console/tenants/acme/interactions/{world.completion_id}").text
-    assert "Where is my parcel?" in detail and "It ships on Monday." in detail and "👎 down" in detail
+    assert "Where is my parcel?" in detail and "It ships on Monday." in detail and "thumbs down" in detail
 
 
 def test_documents_are_uploaded_and_deleted_through_the_console(tmp_path):
@@ -96,3 +96,27 @@ def test_documents_are_uploaded_and_deleted_through_the_console(tmp_path):
         deleted = session.change(f"/console/tenants/acme/documents/{document['id']}/delete")
         assert deleted.status_code == 303
         assert "parking.md" not in session.get("/console/tenants/acme/documents").text
+
+
+def test_a_candidate_held_for_review_is_approved_from_its_run_page(world: World):
+    gw = world.client.app.state.gateway  # type: ignore[attr-defined]
+    from gateway.training_api import runs
+
+    with gw.sessions() as session:
+        run = runs.start_run(session, "acme", "support", "schedule", "test", 60)
+    report = {"production_version": "support@1", "candidate_version": "support@2"}
+    changes = {"status": "held", "candidate": "support@2", "reason": "held for review: ratings look odd",
+               "report": report}  # fmt: skip
+    with gw.sessions() as session:
+        runs.update_run(session, "acme", run.id, changes, 60)
+    reader = sign_in(world.client, world.read_only)
+    assert "Held for review" in reader.get(f"/console/tenants/acme/runs/{run.id}").text
+    assert "Waiting for a person" in reader.get("/console/").text
+    admin = sign_in(world.client, world.tenant_admin)
+    assert "Approve: promote support@2" in admin.get(f"/console/tenants/acme/runs/{run.id}").text
+    done = admin.change(f"/console/tenants/acme/runs/{run.id}/review", {"verdict": "approve", "reason": "checked"})
+    assert done.status_code == 303
+    assert world.env.admin("GET", "/tenants/acme/adapters/support").json()["production"] == "support@2"
+    assert "Your verdict is recorded: promoted" in admin.get(done.headers["location"]).text
+    again = admin.change(f"/console/tenants/acme/runs/{run.id}/review", {"verdict": "reject"})
+    assert again.status_code == 409  # judged once

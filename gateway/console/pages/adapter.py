@@ -41,8 +41,11 @@ def adapter_page(gw: Gateway, viewer: Viewer, tenant_id: str, alias: str) -> dic
     by_candidate = {run.candidate: run for run in alias_runs if run.candidate}
     production = next((v for v in versions if v.id == adapter.production_version_id), None)
     timeline = [_version(v, alias, stats, by_candidate.get(f"{alias}@{v.number}")) for v in reversed(versions)]
+    entry = gw.catalog.current.aliases.get((tenant_id, alias))
+    canary = entry.canary if entry is not None else None
     return {
         "alias": alias,
+        "canary": {"candidate": canary.candidate.public_name, "share": canary.share} if canary else None,
         "production": f"{alias}@{production.number}" if production else None,
         "production_number": production.number if production else None,
         "timeline": timeline,

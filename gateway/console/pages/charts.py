@@ -39,9 +39,9 @@ def rating_chart(gw: Gateway, session: Session, tenant_id: str, adapters: list[A
                 verb = "rollback to" if promotion.kind == "rollback" else "promoted"
                 markers.append(Marker(created, f"{verb} {adapter.alias}@{numbers[promotion.to_version_id]}"))
     lines = [Line(name, points) for name, points in sorted(by_version.items())]
-    what = f"`{alias}`" if alias else "each version"
+    what = alias or "each version"
     return line_chart(
-        f"👍 rate per version, per day, last {RATING_DAYS} days ({what}), with its 95% interval",
+        f"Thumbs-up rate per version, per day, last {RATING_DAYS} days ({what}), with its 95% interval",
         lines,
         y_format=percent,
         y_range=(0.0, 1.0),
@@ -65,7 +65,7 @@ def request_chart(gw: Gateway, tenant_id: str, now: datetime, alias: str | None 
         if name in values and slot is not None:
             values[name][slot] += bucket.requests
     return stacked_bars(
-        f"Requests per hour, last {REQUEST_HOURS} hours" + (f" (`{alias}`)" if alias else ", by alias"),
+        f"Requests per hour, last {REQUEST_HOURS} hours" + (f" ({alias})" if alias else ", by alias"),
         starts,
         hour,
         [Bars(name, values[name]) for name in names],

@@ -13,6 +13,8 @@ from gateway.state import Gateway
 from gateway.store.models import utcnow
 from gateway.training_api import runs
 
+DECIDED = "promoted,rejected,failed,held,canary"  # runs whose decision a person may want to read
+
 
 def overview(gw: Gateway, viewer: Viewer) -> dict[str, Any]:
     now = utcnow()
@@ -26,7 +28,9 @@ def overview(gw: Gateway, viewer: Viewer) -> dict[str, Any]:
     with gw.sessions() as session:
         running = runs.list_runs(session, lease, viewer.tenant_id, status="running", limit=50)
     with gw.sessions() as session:
-        finished = runs.list_runs(session, lease, viewer.tenant_id, status="promoted,rejected,failed", limit=8)
+        held = runs.list_runs(session, lease, viewer.tenant_id, status="held", limit=50)
+    with gw.sessions() as session:
+        finished = runs.list_runs(session, lease, viewer.tenant_id, status=DECIDED, limit=8)
     day = tenant_totals(gw.db, since=now - timedelta(days=1), tenant_id=viewer.tenant_id)
     week = tenant_totals(gw.db, since=now - timedelta(days=7), tenant_id=viewer.tenant_id)
     catalog = gw.catalog.current
@@ -56,6 +60,7 @@ def overview(gw: Gateway, viewer: Viewer) -> dict[str, Any]:
         "engines_ready": sum(1 for e in gw.pool.engines if e.ready),
         "engines_total": len(gw.pool.engines),
         "running": running,
+        "held": held,
         "finished": finished,
         "base_model": gw.settings.public_model_name,
     }

@@ -25,6 +25,7 @@ def run_page(gw: Gateway, tenant_id: str, run_id: str) -> dict[str, Any]:
     incumbent = report.get("production_version") or "base model"
     candidate = report.get("candidate_version") or run.candidate or "candidate"
     return {
+        "held": run.status == "held",
         "run": run,
         "live": live_status(run),
         "report": report,

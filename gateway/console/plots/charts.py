@@ -273,9 +273,10 @@ def _x_axis(x: Scale, time_axis: bool, x_label: str) -> list[str]:
         ticks, label = [t for t in nice_ticks(x.low, x.high, 6) if x.low <= t <= x.high], number
     for tick in ticks:
         tx = x(tick)
+        anchor = "end" if tx > WIDTH - RIGHT - 40 else "start" if tx < LEFT + 40 else "middle"
         parts.append(
             f'<line class="axis" x1="{tx:.1f}" x2="{tx:.1f}" y1="{base}" y2="{base + 4}"/>'
-            f'<text class="tick" x="{tx:.1f}" y="{base + 16}" text-anchor="middle">{escape(label(tick))}</text>'
+            f'<text class="tick" x="{tx:.1f}" y="{base + 16}" text-anchor="{anchor}">{escape(label(tick))}</text>'
         )
     if x_label:
         parts.append(
