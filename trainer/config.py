@@ -22,10 +22,12 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # What to train
-    method: Literal["sft", "kto"] = Field(
+    method: Literal["sft", "kto", "dpo"] = Field(
         default="sft",
         description="Training mode. `sft`: supervised fine-tuning on thumbs-up answers and corrections. `kto`: "
-        "Kahneman-Tversky optimisation on thumbs-up (desirable) and thumbs-down (undesirable) answers together.",
+        "Kahneman-Tversky optimisation on thumbs-up (desirable) and thumbs-down (undesirable) answers together. "
+        "`dpo`: direct preference optimisation on preferred / non-preferred answer pairs, which fine-tuning jobs bring "
+        "(the record's ratings are not pairs, so the nightly runs use `sft` or `kto`).",
     )
     start_from: Literal["production", "scratch"] = Field(
         default="production",
@@ -78,6 +80,12 @@ class TrainingConfig(BaseModel):
     )
     kto_beta: float = Field(
         default=0.1, gt=0, description="KTO only: how far the adapter may move from the reference (higher = closer)."
+    )
+    dpo_beta: float = Field(
+        default=0.1,
+        gt=0,
+        le=2,
+        description="DPO only: how far the adapter may move from the reference (higher = closer).",
     )
     seed: int = Field(default=0, description="Seed for the adapter's initial weights, data order and dropout.")
     gradient_checkpointing: bool = Field(

@@ -5,14 +5,18 @@ prompt-completion row, so the loss falls on the last assistant answer (and its e
 KTO: `{"prompt": [messages], "completion": [assistant message], "label": bool}`, or `{"messages": [...],
 "label": bool}` whose last message is the rated answer.
 Text completions come as `{"prompt": "...", "completion": "..."}` (plus `"label"` for KTO) and train as plain text.
+DPO: `{"prompt": [messages], "chosen": [assistant message], "rejected": [assistant message]}`, or OpenAI's preference
+format (`input`, `preferred_output`, `non_preferred_output`). A record's `tools` (fine-tuning files) go to the chat
+template, and assistant tool calls are kept on their messages.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
 class DataError(ValueError):
@@ -24,9 +28,9 @@ def sft_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for index, record in enumerate(records):
         prompt, completion = _split(record, index)
-        if _text(completion).strip():
-            rows.append({"prompt": prompt, "completion": completion})
-    return _one_kind(rows)
+        if _text(completion).strip() or _calls(completion):
+            rows.append(_with_tools({"prompt": prompt, "completion": completion}, record))
+    return _one_kind(_same_columns(rows))
 
 
 def kto_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -38,6 +42,29 @@ def kto_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         prompt, completion = _split(record, index)
         rows.append({"prompt": prompt, "completion": completion, "label": record["label"]})
     return _one_kind(rows)
+
+
+def dpo_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Preference pairs for `DPOTrainer`: a prompt, the preferred answer (`chosen`) and the other (`rejected`)."""
+    rows = []
+    for index, record in enumerate(records):
+        if "input" in record:  # OpenAI's preference format
+            source = record["input"] if isinstance(record["input"], Mapping) else {}
+            prompt, tools = source.get("messages"), source.get("tools")
+            chosen, rejected = record.get("preferred_output"), record.get("non_preferred_output")
+        else:
+            prompt, tools = record.get("prompt"), record.get("tools")
+            chosen, rejected = record.get("chosen"), record.get("rejected")
+        if not isinstance(prompt, list) or not prompt:
+            raise DataError(f"preference record {index} has no prompt messages")
+        answers = []
+        for name, answer in (("chosen", chosen), ("rejected", rejected)):
+            if not isinstance(answer, list) or len(answer) != 1 or answer[0].get("role") != "assistant":
+                raise DataError(f"preference record {index}: `{name}` must be one assistant message")
+            answers.append([_message(answer[0], index)])
+        row = {"prompt": [_message(m, index) for m in prompt], "chosen": answers[0], "rejected": answers[1]}
+        rows.append(_with_tools(row, {"tools": tools}))
+    return _same_columns(rows)
 
 
 def _split(record: Mapping[str, Any], index: int) -> tuple[Any, Any]:
@@ -60,7 +87,8 @@ def _split(record: Mapping[str, Any], index: int) -> tuple[Any, Any]:
 
 
 def _message(message: Any, index: int) -> Message:
-    # Only role and content: every row then has the same Arrow schema, and the chat template reads nothing else.
+    # Role and content, and tool calls where there are some: the record's rows then all have the same Arrow schema,
+    # and the chat template reads nothing else.
     if not isinstance(message, Mapping) or "role" not in message:
         raise DataError(f"record {index} has a message without a role: {message!r}")
     content = message.get("content") or ""
@@ -68,7 +96,30 @@ def _message(message: Any, index: int) -> Message:
         content = "".join(part.get("text", "") for part in content if part.get("type") == "text")
     if not isinstance(content, str):
         raise DataError(f"record {index} has a message whose content is not text: {content!r}")
-    return {"role": str(message["role"]), "content": content}
+    shaped: Message = {"role": str(message["role"]), "content": content}
+    for key in ("tool_calls", "tool_call_id"):
+        if message.get(key):
+            shaped[key] = message[key]
+    return shaped
+
+
+def _calls(completion: str | list[Message]) -> bool:
+    return not isinstance(completion, str) and bool(completion[0].get("tool_calls"))
+
+
+def _with_tools(row: dict[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    # TRL reads a row's `tools` (JSON text: one Arrow type for every row, whatever each tool's schema).
+    if record.get("tools"):
+        row["tools"] = json.dumps(record["tools"])
+    return row
+
+
+def _same_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A dataset takes its columns from its first row: a column some rows have is given to all.
+    if any("tools" in row for row in rows):
+        for row in rows:
+            row.setdefault("tools", None)
+    return rows
 
 
 def _text(completion: str | list[Message]) -> str:

@@ -5,7 +5,8 @@ The trainer never imports the gateway (DESIGN.md); this client is the whole cont
 
     GatewayError          any refusal: status, code and message as the gateway sent them
     ├── RunInProgress     409 run_in_progress: another run of this tenant holds the lock
-    └── RunFinished       409 on a run update: the run is already final (e.g. marked failed after a lost lease)
+    ├── RunFinished       409 on a run update: the run is already final (e.g. marked failed after a lost lease)
+    └── JobLost           409 job_lost on a fine-tuning job: this run no longer runs it (its lease ran out)
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class RunInProgress(GatewayError):
 
 
 class RunFinished(GatewayError):
+    pass
+
+
+class JobLost(GatewayError):
     pass
 
 
@@ -124,13 +129,7 @@ class GatewayClient:
         """A version's PEFT files, unpacked under `dest`; returns the adapter's directory."""
         response = self._request("GET", f"/tenants/{tenant}/adapters/{alias}/versions/{version}/archive")
         _raise_for(response)
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
-            tar.extractall(dest, filter="data")  # no links, no absolute paths, nothing outside dest
-        found = sorted(config.parent for config in dest.rglob("adapter_config.json"))
-        if len(found) != 1:
-            raise GatewayError(502, f"the archive of {alias}@{version} does not hold one adapter")
-        return found[0]
+        return _unpack_adapter(response.content, dest, f"{alias}@{version}")
 
     def stage(self, tenant: str, alias: str, version: int) -> dict[str, Any]:
         return self._call("POST", f"/tenants/{tenant}/adapters/{alias}/versions/{version}/stage")
@@ -189,6 +188,73 @@ class GatewayClient:
         """A person's verdict on a held run: `approve` promotes its candidate, `reject` retires it."""
         return self._call("POST", f"/tenants/{tenant}/training-runs/{run_id}/{verdict}", json={"reason": reason})
 
+    # Fine-tuning jobs: the trainer's side of the queue (gateway/fine_tuning/admin_router.py)
+
+    def claim_job(self, runner: str) -> dict[str, Any] | None:
+        """The oldest queued job this trainer may run, now running and holding its tenant's lock; None: none now."""
+        response = self._request("POST", "/fine-tuning/claim", json={"runner": runner})
+        _raise_for(response)
+        return None if response.status_code == 204 else response.json()
+
+    def report_job(self, job: dict[str, Any], **report: Any) -> str:
+        """Progress and events (also the heartbeat); returns the job's status (`cancelled`: stop)."""
+        body = {"run_id": job["run_id"], **report}
+        return self._call("POST", f"/fine-tuning/jobs/{job['id']}/report", json=body)["status"]
+
+    def job_file(self, job: dict[str, Any], file_id: str, dest: Path) -> Path:
+        """A training or validation file of the job, streamed to `dest`."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._http.stream("GET", f"/fine-tuning/jobs/{job['id']}/files/{file_id}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                _raise_for(response)
+                with dest.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as error:
+            raise GatewayError(0, f"cannot reach the gateway at {self.url}: {error}") from error
+        return dest
+
+    def add_checkpoint(
+        self, job: dict[str, Any], step: int, metrics: dict[str, Any], archive: Path
+    ) -> dict[str, Any]:
+        with archive.open("rb") as handle:
+            return self._call(
+                "POST",
+                f"/fine-tuning/jobs/{job['id']}/checkpoints",
+                data={"run_id": job["run_id"], "step_number": str(step), "metrics": json.dumps(metrics)},
+                files={"file": (archive.name, handle, "application/gzip")},
+            )
+
+    def download_checkpoint(self, job: dict[str, Any], checkpoint_id: str, dest: Path) -> Path:
+        """The job's last checkpoint, unpacked under `dest`; returns the adapter's directory."""
+        response = self._request("GET", f"/fine-tuning/jobs/{job['id']}/checkpoints/{checkpoint_id}/archive")
+        _raise_for(response)
+        return _unpack_adapter(response.content, dest, checkpoint_id)
+
+    def complete_job(
+        self, job: dict[str, Any], archive: Path, results: bytes, summary: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Hand over the trained adapter and the metrics CSV: the gateway checks, registers and serves it."""
+        with archive.open("rb") as handle:
+            return self._call(
+                "POST",
+                f"/fine-tuning/jobs/{job['id']}/complete",
+                data={"run_id": job["run_id"], "summary": json.dumps(summary)},
+                files={
+                    "adapter": (archive.name, handle, "application/gzip"),
+                    "results": ("step_metrics.csv", results, "text/csv"),
+                },
+            )
+
+    def end_job(
+        self, job: dict[str, Any], status: str, *, error: dict[str, Any] | None = None, message: str = ""
+    ) -> dict[str, Any]:
+        """Stop working on the job: `failed` (OpenAI's error object), `cancelled`, or `interrupted` (queued again)."""
+        body = {"run_id": job["run_id"], "status": status, "error": error, "message": message[:2000]}
+        return self._call("POST", f"/fine-tuning/jobs/{job['id']}/end", json=body)
+
     # The OpenAI API
 
     def openai(self, api_key: str, *, max_retries: int = 2, timeout_s: float = 120.0) -> openai.OpenAI:
@@ -227,4 +293,17 @@ def _raise_for(response: httpx.Response) -> None:
         raise RunInProgress(409, message, code)
     if response.status_code == 409 and "training-runs/" in response.request.url.path:
         raise RunFinished(409, message, code)
+    if response.status_code == 409 and code == "job_lost":
+        raise JobLost(409, message, code)
     raise GatewayError(response.status_code, message, code)
+
+
+def _unpack_adapter(archive: bytes, dest: Path, name: str) -> Path:
+    """A .tar.gz of one PEFT adapter, unpacked under `dest`; returns the adapter's directory."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")  # no links, no absolute paths, nothing outside dest
+    found = sorted(config.parent for config in dest.rglob("adapter_config.json"))
+    if len(found) != 1:
+        raise GatewayError(502, f"the archive of {name} does not hold one adapter")
+    return found[0]

@@ -21,6 +21,7 @@ class TrainingProgress:
     epoch: float
     loss: float | None  # training loss of this step; None before the first step
     elapsed_s: float
+    valid_loss: float | None = None  # loss on the validation examples, on the steps where it was measured
 
     @property
     def fraction(self) -> float:
@@ -55,8 +56,10 @@ class ProgressBridge(TrainerCallback):
             loss = float(logs["loss"])
             self.losses.append(loss)
             self._emit(state, loss)
+        elif logs and "eval_loss" in logs:  # an evaluation on the validation examples, after a step
+            self._emit(state, None, float(logs["eval_loss"]))
 
-    def _emit(self, state, loss: float | None) -> None:
+    def _emit(self, state, loss: float | None, valid_loss: float | None = None) -> None:
         if self.on_progress is not None:
             self.on_progress(
                 TrainingProgress(
@@ -65,6 +68,7 @@ class ProgressBridge(TrainerCallback):
                     epoch=float(state.epoch or 0.0),
                     loss=loss,
                     elapsed_s=time.perf_counter() - self._started,
+                    valid_loss=valid_loss,
                 )
             )
 

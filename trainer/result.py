@@ -18,7 +18,7 @@ RESULT_FILE = "loraflow-training.json"
 class TrainingResult(BaseModel):
     """Lineage and figures of one trained adapter; the registry stores it with the new version."""
 
-    method: Literal["sft", "kto"]
+    method: Literal["sft", "kto", "dpo"]
     adapter_dir: str
     base_model: str = Field(description="The base model path or name the adapter was trained on.")
     parent_adapter: str | None = Field(

@@ -5,6 +5,10 @@ memory, every `LORAFLOW_SCHEDULER__SYNC_INTERVAL_S`) reads the tenants from the 
 removes the cron jobs. Missed runs are coalesced into one, and still run when at most `misfire_grace_s` late.
 Training runs one at a time per scheduler (one executor thread); two schedulers on one database may both fire a
 job, and the gateway's per-tenant run lock lets only one of them train.
+
+Fine-tuning jobs (OpenAI's API, trainer/fine_tuning.py) are claimed from the gateway every
+`LORAFLOW_SCHEDULER__FINE_TUNING_POLL_S` and run one at a time on a thread of their own, beside the nightly runs;
+the same per-tenant lock keeps a tenant's job and its nightly run apart.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pydantic import ValidationError
 
 from trainer import rated_interactions
 from trainer.cycle import Cycle
+from trainer.fine_tuning import JobRunner
 from trainer.gateway_client import GatewayClient, GatewayError
 from trainer.settings import TrainerSettings, load_settings
 from trainer.tenant_settings import Schedule
@@ -163,7 +168,7 @@ def build(
             PERSISTED: SQLAlchemyJobStore(engine=engine, tablename=settings.scheduler.table),
             "memory": MemoryJobStore(),
         },
-        executors={"training": ThreadPoolExecutor(1), "sync": ThreadPoolExecutor(1)},
+        executors={"training": ThreadPoolExecutor(1), "sync": ThreadPoolExecutor(1), "jobs": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone="UTC",
     )
@@ -183,6 +188,24 @@ def build(
         name="sync the schedule from tenant settings",
         jobstore="memory",
         executor="sync",
+        next_run_time=datetime.now(UTC),
+    )
+    jobs = JobRunner(settings, client, stop=STOPPING)
+
+    def run_jobs() -> None:
+        try:
+            jobs.run_until_idle()
+        except GatewayError as error:  # the gateway is down or restarting: ask again at the next poll
+            log.warning("fine-tuning jobs not claimed: %s", error)
+
+    scheduler.add_job(
+        run_jobs,
+        "interval",
+        seconds=settings.scheduler.fine_tuning_poll_s,
+        id="fine-tuning",
+        name="run queued fine-tuning jobs",
+        jobstore="memory",
+        executor="jobs",
         next_run_time=datetime.now(UTC),
     )
     return scheduler

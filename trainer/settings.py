@@ -44,6 +44,11 @@ class SchedulerSettings(BaseModel):
         "if it is at most this late; several missed runs of one job are coalesced into one.",
     )
     table: str = Field(default="trainer_schedule", description="The job store's table in the database.")
+    fine_tuning_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the scheduler asks the gateway for a queued fine-tuning job to run (one at a time).",
+    )
 
 
 class TrainerSettings(BaseSettings):

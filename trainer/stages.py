@@ -167,6 +167,9 @@ def build_dataset(run: Run, plan: Plan) -> datasets.Dataset:
     """The alias's rated interactions as training examples and held-out items, plus its golden set; or skip."""
     run.enter("dataset")
     settings, evaluation = plan.tenant_settings, plan.tenant_settings.evaluation
+    method = plan.config.method
+    if method == "dpo":  # refused in tenant settings already: only fine-tuning jobs bring preference pairs
+        raise ValueError("training.method 'dpo' cannot train on the record's ratings; use 'sft' or 'kto'")
     with run.timings.stage("dataset"):
         since = last_decided_run_start(run)
         new = rated_interactions.count_ratings(run.record, run.tenant, run.alias, since)
@@ -181,7 +184,7 @@ def build_dataset(run: Run, plan: Plan) -> datasets.Dataset:
         golden = load_golden(run.client.golden(run.tenant, run.alias), scorer_names(settings))
         data = datasets.build(
             rated_interactions.rated_interactions(run.record, run.tenant, run.alias),
-            method=plan.config.method,
+            method=method,
             scorer=evaluation.scorer,
             held_out_fraction=evaluation.held_out_fraction,
             max_examples=plan.config.max_examples,

@@ -209,6 +209,13 @@ class TenantTrainingSettings(BaseModel):
         default=20, ge=0, description="Skip a run when fewer ratings than this came in since the last finished run."
     )
 
+    @model_validator(mode="after")
+    def _pairs_come_from_jobs(self) -> TenantTrainingSettings:
+        if self.training.method == "dpo":
+            raise ValueError("training.method 'dpo' needs preference pairs, which fine-tuning jobs bring; the "
+                             "record's ratings train with 'sft' or 'kto'")  # fmt: skip
+        return self
+
     @classmethod
     def of(cls, settings: dict[str, Any] | None) -> TenantTrainingSettings:
         """The trainer's part of a tenant's settings; other keys (retention, ...) belong to other parts."""

@@ -34,4 +34,8 @@ def recipe_for(method: str) -> Recipe:
         from trainer.recipes import kto
 
         return kto.train
+    if method == "dpo":
+        from trainer.recipes import dpo
+
+        return dpo.train
     raise ValueError(f"no recipe for method {method!r}")

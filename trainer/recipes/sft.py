@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,13 @@ def train(
     *,
     parent_adapter: str | Path | None = None,
     on_progress: ProgressCallback | None = None,
+    eval_records: Iterable[Mapping[str, Any]] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainingResult:
-    """Train an adapter on `records` and save it (PEFT files + the result) into `output_dir`, which must not exist."""
+    """Train an adapter on `records` and save it (PEFT files + the result) into `output_dir`, which must not exist.
+
+    `eval_records`: examples to measure the loss on ten times over the run (a fine-tuning job's validation file;
+    progress events carry it as `valid_loss`). `callbacks`: more transformers callbacks (a job's checkpoints)."""
     began = time.perf_counter()
     setup.check_output_free(Path(output_dir))
 
@@ -59,6 +64,10 @@ def train(
             callbacks=[bridge],
         )
         setup.quiet(trainer)
+        for callback in callbacks:
+            trainer.add_callback(callback)
+        if eval_records is not None:
+            setup.measure_validation_loss(trainer, sft_rows(eval_records), config.batch_size)
 
         # Train.
         result, dropped = setup.train_and_describe(
