@@ -12,6 +12,11 @@ import time
 
 BENCHMARKS = [
     ("gateway_latency", [], ["--requests", "60", "--levels", "1,4"]),
+    (
+        "gateway_overhead",
+        [],
+        "--requests 300 --stream-requests 40 --levels 1,16 --cases base,alias --rates 250".split(),
+    ),
     ("record_writer", [], ["--rows", "20000"]),
     ("retrieval", [], ["--quick"]),
     ("retrieval_ttft", [], ["--requests", "20"]),
