@@ -31,6 +31,7 @@ from gateway.catalog import CatalogHolder
 from gateway.child_process import ChildProcess
 from gateway.engine.pool import EnginePool
 from gateway.engine.supervisor import cuda_available, engine_environment, vllm_command
+from gateway.engine.transport import AiohttpTransport
 from gateway.feedback_api.jobs import start_jobs as start_record_jobs
 from gateway.fine_tuning.file_store import FileStore, make_file_store
 from gateway.fine_tuning.service import FineTuning
@@ -73,7 +74,7 @@ async def start(settings: Settings, metrics: Metrics, transport: httpx.AsyncBase
     http = engine_client(settings, transport)
     catalog = CatalogHolder(sessions)
     await catalog.refresh()
-    pool, adapters = engines_and_adapters(settings, sessions, http, catalog)
+    pool, adapters = engines_and_adapters(settings, sessions, http, catalog, network=transport is None)
     tokens = feedback_tokens(settings)
     recorder = start_recorder(settings, db, tokens, metrics) if settings.record.enabled else None
     observers: list[Observer] = [metrics.observe, *([recorder.observe] if recorder else [])]
@@ -119,6 +120,7 @@ async def stop(gw: Gateway) -> None:
     if gw.engine_process is not None:
         log.info("stopping the engine")
         await asyncio.to_thread(gw.engine_process.stop)
+    await gw.pool.aclose()
     await gw.http.aclose()
     if gw.recorder is not None:
         await asyncio.to_thread(gw.recorder.writer.close)
@@ -140,9 +142,16 @@ def engine_client(settings: Settings, transport: httpx.AsyncBaseTransport | None
 
 
 def engines_and_adapters(
-    settings: Settings, sessions: sessionmaker[Session], http: httpx.AsyncClient, catalog: CatalogHolder
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    http: httpx.AsyncClient,
+    catalog: CatalogHolder,
+    *,
+    network: bool = True,
 ) -> tuple[EnginePool, AdapterLifecycle]:
-    """The engines, and the lifecycle that registers, loads and promotes adapters on them."""
+    """The engines, and the lifecycle that registers, loads and promotes adapters on them. Completions go to the
+    engines through aiohttp (a sixth of httpx's CPU a request, gateway/engine/transport.py), unless `network` is
+    False: a test's fake engine is behind `http`'s transport, and completions go through `http` too."""
     store = make_store(settings.adapters.store, settings.adapters_dir, settings.adapters.s3_endpoint_url)
     pool = EnginePool(
         settings.engine_urls,
@@ -150,6 +159,7 @@ def engines_and_adapters(
         store.engine_path,
         retry_after_s=settings.engine.retry_after_s,
         down_after_checks=settings.engine.down_after_checks,
+        transport=AiohttpTransport(settings.engine.request_timeout_s) if network else None,
     )
     limits = AdapterLimits(
         base=BaseModel.from_settings(settings.base_model_path, settings.public_model_name),

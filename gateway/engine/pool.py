@@ -15,12 +15,12 @@ import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
 from gateway.catalog import VersionRef
 from gateway.engine.client import EngineClient, EngineRefused
+from gateway.engine.transport import CompletionTransport, ConnectFailed, EngineResponse, HttpxTransport
 from gateway.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Upstream:
     """An open request to one engine. Close it exactly once, when the response has been relayed."""
 
     engine: Engine
-    response: httpx.Response
+    response: EngineResponse
     engine_name: str | None
     _pool: EnginePool
     _closed: bool = False
@@ -75,8 +75,11 @@ class EnginePool:
         *,
         retry_after_s: int = 5,
         down_after_checks: int = 2,
+        transport: CompletionTransport | None = None,
     ) -> None:
+        """`http` serves health checks and adapter loads; `transport` the completions (default: through `http`)."""
         self.engines = [Engine(EngineClient(url, http)) for url in urls]
+        self._transport = transport or HttpxTransport(http)
         # One slow health check on a busy machine is not an engine down; a refused connection on a request is.
         self._down_after_checks = down_after_checks
         self._http = http
@@ -84,7 +87,12 @@ class EnginePool:
         self._retry_after_s = retry_after_s
         self._inflight: Counter[str] = Counter()  # per engine name (adapter version), for draining
         self._drained = asyncio.Condition()
+        self._draining = 0  # drain() calls waiting: a request that ends wakes them only when there are some
         self._load_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def aclose(self) -> None:
+        """Close the completions' connections (the management client `http` is its owner's to close)."""
+        await self._transport.aclose()
 
     # Health and reconciliation.
 
@@ -150,17 +158,22 @@ class EnginePool:
 
     async def drain(self, engine_name: str, timeout_s: float) -> bool:
         """Wait until no request of this replica runs on `engine_name`. False if the timeout came first."""
-        async with self._drained:
-            try:
-                await asyncio.wait_for(self._drained.wait_for(lambda: self._inflight[engine_name] == 0), timeout_s)
-            except TimeoutError:
-                return False
-        return True
+        self._draining += 1
+        try:
+            async with self._drained:
+                try:
+                    await asyncio.wait_for(self._drained.wait_for(lambda: self._inflight[engine_name] == 0), timeout_s)
+                except TimeoutError:
+                    return False
+            return True
+        finally:
+            self._draining -= 1
 
     # Requests.
 
-    async def request(self, path: str, body: dict[str, Any], version: VersionRef | None, *, stream: bool) -> Upstream:
-        """Send a completion request to the best engine; the caller owns (and must close) the returned Upstream."""
+    async def request(self, path: str, body: bytes, version: VersionRef | None) -> Upstream:
+        """Send a completion request (a JSON body) to the best engine; the caller owns (and must close) the returned
+        Upstream. Raises TransportError when the engine's connection fails, EngineUnavailable when none is up."""
         engine_name = version.engine_name if version else None
         tried: set[str] = set()
         reloaded = False
@@ -168,11 +181,10 @@ class EnginePool:
             engine = self._pick(engine_name, exclude=tried)
             if version is not None and version.engine_name not in engine.loaded:
                 await self._load_for_request(engine, version)
-            request = self._http.build_request("POST", f"{engine.url}{path}", json=body)
             self._acquire(engine, engine_name)
             try:
-                response = await self._http.send(request, stream=stream)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                response = await self._transport.post(engine.url + path, body)
+            except ConnectFailed:
                 # Nothing reached the engine, so another engine may safely take the request.
                 self._release(engine, engine_name)
                 engine.up = False
@@ -181,7 +193,7 @@ class EnginePool:
             except BaseException:
                 self._release(engine, engine_name)
                 raise
-            if response.status_code == 404 and version is not None and not reloaded:
+            if response.status == 404 and version is not None and not reloaded:
                 # The engine lost the adapter (it restarted, or unloaded it): load it and retry once.
                 await response.aclose()
                 self._release(engine, engine_name)
@@ -218,7 +230,8 @@ class EnginePool:
             self._inflight[engine_name] -= 1
             if self._inflight[engine_name] <= 0:
                 del self._inflight[engine_name]
-                asyncio.get_running_loop().create_task(self._notify_drained())
+                if self._draining:  # a task a request otherwise, for nobody
+                    asyncio.get_running_loop().create_task(self._notify_drained())
 
     async def _notify_drained(self) -> None:
         async with self._drained:

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import anyio
-import httpx
 from fastapi import Request
 from fastapi.responses import Response
 
 from gateway.auth import Caller
 from gateway.catalog import CatalogHolder, VersionRef
 from gateway.engine.pool import EnginePool, Upstream
+from gateway.engine.transport import ReadTimeout, TransportError
 from gateway.errors import (
     BadRequest,
     EngineUnavailable,
@@ -166,22 +166,18 @@ class CompletionService:
         return headers
 
     async def _open(self, endpoint: Endpoint, exchange: Exchange) -> Upstream:
+        body = json.dumps(exchange.upstream_body).encode()
         try:
-            upstream = await self._pool.request(
-                _PATHS[endpoint], exchange.upstream_body, exchange.target.version, stream=exchange.stream
-            )
-        except httpx.TimeoutException:
-            raise self._failed(exchange, UpstreamError("The engine did not answer in time.")) from None
-        except httpx.HTTPError as exc:
-            raise self._failed(
-                exchange, EngineUnavailable(f"The engine connection failed: {type(exc).__name__}.")
-            ) from None
+            upstream = await self._pool.request(_PATHS[endpoint], body, exchange.target.version)
+        except TransportError as exc:
+            raise self._failed(exchange, _transport_error(exc)) from None
         except GatewayError as exc:
             raise self._failed(exchange, exc) from None
-        if upstream.response.status_code != 200:
+        if upstream.response.status != 200:
             try:
-                await upstream.response.aread()
-                error = self._engine_error(upstream.response, exchange.target)
+                error = self._engine_error(upstream.response.status, await upstream.response.read(), exchange.target)
+            except TransportError as exc:
+                error = _transport_error(exc)
             finally:
                 await upstream.aclose()
             raise self._failed(exchange, error)
@@ -189,11 +185,15 @@ class CompletionService:
 
     async def _respond(self, upstream: Upstream, exchange: Exchange) -> Response:
         try:
-            data = upstream.response.json()
+            data = json.loads(await upstream.response.read())
+        except TransportError as exc:
+            raise self._failed(exchange, _transport_error(exc)) from None
         except ValueError:
             raise self._failed(exchange, UpstreamError("The engine sent a response that is not JSON.")) from None
         finally:
             await upstream.aclose()
+        if not isinstance(data, dict):
+            raise self._failed(exchange, UpstreamError("The engine sent a response that is not a JSON object."))
         data["id"] = exchange.completion_id
         data["model"] = exchange.target.public_model
         if exchange.context is not None:  # extension field
@@ -212,11 +212,11 @@ class CompletionService:
         outcome: Outcome = "client_disconnected"  # unless the loop below gets to the end
         try:
             try:
-                async for data in upstream.response.aiter_raw():
+                async for data in upstream.response.chunks():
                     for event in relay.feed(data):
                         yield event
-            except httpx.HTTPError as exc:
-                outcome, exchange.error = "upstream_error", f"{type(exc).__name__}: {exc}"
+            except TransportError as exc:
+                outcome, exchange.error = "upstream_error", str(exc)
                 yield sse_error_event(EngineUnavailable("The engine stopped while streaming this response."))
                 return
             if relay.done:
@@ -233,23 +233,24 @@ class CompletionService:
             exchange.response_text, exchange.finish_reason, exchange.usage = relay.transcript.summary()
             self._notify(exchange)
 
-    def _engine_error(self, response: httpx.Response, target: Target) -> GatewayError:
-        if response.status_code == 404:
+    def _engine_error(self, status: int, body: bytes, target: Target) -> GatewayError:
+        if status == 404:
             return ModelNotFound(target.public_model)
         try:
-            error = response.json().get("error") or {}
+            error = json.loads(body).get("error") or {}
         except (ValueError, AttributeError):
             error = {}
-        message = str(error.get("message") or response.text[:500] or "The engine refused the request.")
+        text = body.decode("utf-8", errors="replace")
+        message = str(error.get("message") or text[:500] or "The engine refused the request.")
         message = message.replace(target.engine_model, target.public_model)  # never show the internal name
         param = error.get("param") if isinstance(error.get("param"), str) else None
-        if response.status_code == 413:
+        if status == 413:
             return PayloadTooLarge(message)
-        if response.status_code in (400, 422):
+        if status in (400, 422):
             return BadRequest(message, param=param.removeprefix("body.") if param else None)
-        if response.status_code == 503 or response.status_code >= 500:
+        if status == 503 or status >= 500:
             return EngineUnavailable(f"The engine failed: {message}")
-        return UpstreamError(f"The engine answered {response.status_code}: {message}")
+        return UpstreamError(f"The engine answered {status}: {message}")
 
     def _failed(self, exchange: Exchange, error: GatewayError) -> GatewayError:
         """Errors before any byte reached the client are recorded too (as upstream errors), then raised."""
@@ -262,3 +263,10 @@ class CompletionService:
     def _notify(self, exchange: Exchange) -> None:
         for observer in self.observers:
             observer(exchange)
+
+
+def _transport_error(exc: TransportError) -> GatewayError:
+    """The engine's connection failed before the client got a byte: a 502 if it was too slow, else a 503."""
+    if isinstance(exc, ReadTimeout):
+        return UpstreamError("The engine did not answer in time.")
+    return EngineUnavailable(f"The engine connection failed: {exc.kind}.")
