@@ -9,7 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from trainer.progress import TrainingProgress
 
-_DONE = {"promoted": "green", "rejected": "yellow", "skipped": "dim", "failed": "red"}
+_DONE = {
+    "promoted": "green", "rejected": "yellow", "skipped": "dim", "failed": "red", "held": "magenta", "canary": "blue",
+}  # fmt: skip
 
 
 class RichWatcher:
