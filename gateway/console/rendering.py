@@ -63,6 +63,17 @@ def _model_name(value: str | None) -> str:
     return (value or "-").rstrip("/").rsplit("/", 1)[-1]
 
 
+def _setting(value: object) -> str:
+    """A setting's value as a person writes it: `q_proj, v_proj`, `true`, `-` for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
@@ -76,7 +87,9 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-templates.filters.update(when=_when, rate=_rate, number=number, seconds=_seconds, model_name=_model_name)
+templates.filters.update(
+    when=_when, rate=_rate, number=number, seconds=_seconds, model_name=_model_name, setting=_setting
+)
 templates.globals["static_version"] = _static_version()
 
 

@@ -201,10 +201,12 @@ def test_a_change_without_the_csrf_token_is_refused(gateway, acme, page):
     expect(page.locator("main")).to_contain_text("CSRF token is missing or wrong")
     shot(page, "12-csrf-refused")
     # A form on another site posting to the console: the session cookie (SameSite=Lax) does not go with it.
-    page.set_content(
+    elsewhere = (
         f'<form method="post" action="{gateway.url}/console/tenants/{TENANT}/adapters/{ALIAS}/rollback">'
         '<input name="csrf_token" value="guessed"><button>go</button></form>'
     )
+    page.route("http://elsewhere.example/", lambda route: route.fulfill(body=elsewhere, content_type="text/html"))
+    page.goto("http://elsewhere.example/")
     page.click("button")
     page.wait_for_load_state()
     assert "/console/sign-in" in page.url

@@ -50,7 +50,7 @@ def nice_upper(high: float) -> float:
 TIME_STEPS = (3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400)
 
 
-def time_ticks(low: float, high: float, count: int = 6) -> tuple[list[float], Callable[[float], str]]:
+def time_ticks(low: float, high: float, count: int = 4) -> tuple[list[float], Callable[[float], str]]:
     """Tick positions (Unix seconds) on whole hours or days, and how to label them."""
     span = max(high - low, 3600)
     step = next((s for s in TIME_STEPS if span / s <= count), TIME_STEPS[-1])

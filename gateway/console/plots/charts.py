@@ -13,8 +13,9 @@ from markupsafe import Markup, escape
 from gateway.console.plots.axes import Scale, nice_ticks, nice_upper, number, time_ticks
 from gateway.console.plots.palette import MARKER, colour
 
-WIDTH, HEIGHT = 560, 250
-LEFT, RIGHT, TOP, BOTTOM = 52, 14, 22, 34
+# Small on purpose: a chart is drawn at half a desktop page or a whole phone, so its text stays readable at both.
+WIDTH, HEIGHT = 440, 230
+LEFT, RIGHT, TOP, BOTTOM = 46, 12, 22, 34
 DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "10 4")  # a second cue besides the hue
 MAX_FOCUSABLE = 80  # past this many points, the table carries them and the line alone is drawn
 
@@ -221,10 +222,10 @@ def horizontal_bars(title: str, labels: Sequence[str], values: Sequence[float], 
         return _empty(title)
     row_height = 24
     height = TOP + row_height * len(labels) + 8
-    left = 110
+    left = 90
     x = Scale(0, max(values), left, WIDTH - RIGHT - 50)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}" '
+        f'<svg class="chart hbars" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
@@ -270,7 +271,10 @@ def _x_axis(x: Scale, time_axis: bool, x_label: str) -> list[str]:
     if time_axis:
         ticks, label = time_ticks(x.low, x.high)
     else:
-        ticks, label = [t for t in nice_ticks(x.low, x.high, 6) if x.low <= t <= x.high], number
+        # Whole steps only when the axis counts them.
+        whole = x.low == int(x.low) and x.high == int(x.high)
+        ticks = [t for t in nice_ticks(x.low, x.high, 5) if x.low <= t <= x.high and (not whole or t == int(t))]
+        label = number
     for tick in ticks:
         tx = x(tick)
         anchor = "end" if tx > WIDTH - RIGHT - 40 else "start" if tx < LEFT + 40 else "middle"
