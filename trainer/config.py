@@ -78,6 +78,24 @@ class TrainingConfig(BaseModel):
         description="Examples longer than this many tokens are cut, keeping the start; one left with no answer token "
         "is dropped.",
     )
+    early_stopping_patience: int | None = Field(
+        default=2,
+        ge=1,
+        description="SFT: stop when the loss on `validation_examples` set-aside training examples has not improved (by "
+        "`early_stopping_min_delta`) for this many evaluations, so `epochs` is a ceiling. None: train every epoch.",
+    )
+    early_stopping_min_delta: float = Field(
+        default=0.01, ge=0.0, description="SFT: the smallest fall of the validation loss that counts as improving."
+    )
+    validation_examples: int = Field(
+        default=32,
+        ge=0,
+        description="SFT: training examples set aside to measure the validation loss (at most a fifth of them; with "
+        "fewer than 40 examples there is no early stopping).",
+    )
+    eval_every_steps: int = Field(
+        default=10, ge=1, description="SFT: measure the validation loss every this many steps."
+    )
     kto_beta: float = Field(
         default=0.1, gt=0, description="KTO only: how far the adapter may move from the reference (higher = closer)."
     )

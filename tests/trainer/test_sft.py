@@ -18,7 +18,8 @@ from trainer.progress import TrainingProgress
 from trainer.recipes import setup, sft
 from trainer.result import TrainingResult
 
-SHORT = TrainingConfig(max_steps=4, batch_size=4, learning_rate=2e-3, rank=8, alpha=16)
+# Four steps on every example: no validation slice set aside (early stopping is tested in test_early_stopping.py).
+SHORT = TrainingConfig(max_steps=4, batch_size=4, learning_rate=2e-3, rank=8, alpha=16, early_stopping_patience=None)
 
 
 @dataclass

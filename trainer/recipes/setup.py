@@ -149,14 +149,17 @@ def quiet(trainer) -> None:
 
 
 class TokenCounter:
-    """Wraps a data collator and counts the non-padding tokens it hands to the model, for tokens/s."""
+    """Wraps a data collator and counts the non-padding tokens it hands to the model in training, for tokens/s."""
 
-    def __init__(self, collate) -> None:
+    def __init__(self, collate, training=lambda: True) -> None:
         self.collate = collate
+        self.training = training
         self.tokens = 0
 
     def __call__(self, features):
         batch = self.collate(features)
+        if not self.training():  # the validation loss's batches (early stopping) are not training throughput
+            return batch
         mask = batch.get("attention_mask")
         # Padding-free batches have no attention mask: every token in them is real.
         self.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
@@ -164,7 +167,7 @@ class TokenCounter:
 
     @classmethod
     def install(cls, trainer) -> TokenCounter:
-        counter = cls(trainer.data_collator)
+        counter = cls(trainer.data_collator, lambda: trainer.model.training)
         trainer.data_collator = counter
         return counter
 

@@ -21,7 +21,7 @@ from trl import SFTConfig
 from trainer.config import TrainingConfig
 from trainer.examples import DataError, sft_rows
 from trainer.progress import ProgressBridge, ProgressCallback
-from trainer.recipes import setup
+from trainer.recipes import early_stopping, setup
 from trainer.recipes.answer_loss import AnswerLossSFTTrainer
 from trainer.result import TrainingResult
 
@@ -49,6 +49,10 @@ def train(
     if not rows:
         raise DataError("no training examples with a non-empty answer")
 
+    # Setup: a slice set aside to measure the loss on, so training stops once it no longer falls.
+    rows, validation = early_stopping.validation_split(rows, config)
+    stopping = early_stopping.EarlyStopping(config.early_stopping_patience or 1, config.early_stopping_min_delta)
+
     # Setup: the model, seeded, and the adapter to train: a new one, or the parent continued.
     prepared = setup.prepare(config, base_model, parent_adapter)
 
@@ -57,11 +61,14 @@ def train(
         arguments = setup.trainer_arguments(config, prepared.placement, Path(scratch))
         trainer = AnswerLossSFTTrainer(
             model=prepared.model,
-            args=SFTConfig(**arguments, completion_only_loss=True),
+            args=SFTConfig(
+                **arguments, **early_stopping.trainer_arguments(config, validation), completion_only_loss=True
+            ),
             train_dataset=Dataset.from_list(rows),
+            eval_dataset=Dataset.from_list(validation) if validation else None,
             processing_class=prepared.tokenizer,
             peft_config=prepared.peft_config,
-            callbacks=[bridge],
+            callbacks=[bridge, stopping] if validation else [bridge],
         )
         setup.quiet(trainer)
         for callback in callbacks:
@@ -75,6 +82,9 @@ def train(
         )
 
     # Save: the adapter and its lineage, together, or nothing.
+    if validation:
+        result.notes.append(f"{len(validation)} training examples set aside to measure the validation loss")
+        result.notes.append(stopping.note(trainer.state.max_steps) or "no validation loss measured")
     if dropped:
         result.notes.append(f"{dropped} examples dropped: no answer token left within max_seq_length")
     setup.save_adapter(trainer.model, Path(output_dir), result.save)
