@@ -23,6 +23,7 @@ BENCHMARKS = [
     ("training_throughput", ["--threads", "1"], ["--threads", "1", "--rounds", "1"]),
     ("flywheel_cycle", [], ["--interactions", "300", "--tasks", "routing"]),
     ("scale_out", [], ["--flips", "4", "--load-s", "12"]),
+    ("canary_simulation", [], ["--quick"]),
 ]
 
 
