@@ -141,7 +141,7 @@ class CanaryDecider:
         if not claimed:
             return False  # another replica decides it
         try:
-            if outcome == "promote" and not canary.stale:
+            if outcome == "promote":
                 await self._adapters.promote(
                     canary.tenant_id, canary.alias, canary.candidate_number, f"canary {canary.canary_id}: {reason}"
                 )
