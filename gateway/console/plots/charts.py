@@ -122,10 +122,12 @@ def line_chart(
     for marker in markers:
         mx = x(marker.x)
         label = f"{marker.label} ({x_format(marker.x)})"
+        # Near the right edge the label reads leftwards from its rule, so it stays inside the chart.
+        tx, anchor = (mx - 3, "end") if mx > WIDTH - 130 else (mx + 3, "start")
         parts.append(
             f'<g class="marker" tabindex="0" role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'
             f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{TOP - 4}" y2="{HEIGHT - BOTTOM}" stroke="{MARKER}" '
-            f'stroke-dasharray="4 3"/><text x="{mx + 3:.1f}" y="{TOP - 8}" class="marker-label">'
+            f'stroke-dasharray="4 3"/><text x="{tx:.1f}" y="{TOP - 8}" text-anchor="{anchor}" class="marker-label">'
             f"{escape(marker.label)}</text></g>"
         )
     parts.append("</svg>")
