@@ -11,6 +11,7 @@ from rich.console import Console
 from gateway.cli import admin
 from gateway.cli.docs import docs  # retrieval: a tenant's documents
 from gateway.cli.feedback import feedback  # the record: export, stats, list, forget
+from gateway.cli.fine_tuning import fine_tuning  # OpenAI's fine-tuning jobs
 from gateway.cli.up import up
 from gateway.settings import load_settings
 
@@ -27,6 +28,7 @@ app.add_typer(admin.keys, name="keys")
 app.add_typer(admin.adapters, name="adapters")
 app.add_typer(feedback, name="feedback")
 app.add_typer(docs, name="docs")  # retrieval
+app.add_typer(fine_tuning, name="fine-tuning")
 
 
 @app.command()
