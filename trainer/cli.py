@@ -6,6 +6,7 @@
     loraflow train show RUN_ID --tenant acme                     a run's report
     loraflow train approve|reject RUN_ID --tenant acme           a person's verdict on a run held for review
     loraflow train golden --tenant acme --adapter support FILE   upload a golden set (JSONL)
+    loraflow train gate-job JOB --tenant acme --to support       a fine-tuning job's model, through the gate
     loraflow scheduler                                           the nightly schedule, in the foreground
     loraflow demo                                                the whole flywheel on two demo tenants
     loraflow base-model [NAME]                                   download, convert and check the base model now
@@ -205,6 +206,27 @@ def _review(run_id: str, tenant: str, verdict: str, reason: str, url: str | None
         run = _or_exit(lambda: client.review(tenant, run_id, verdict, reason))
     colour = "green" if run["status"] == "promoted" else "yellow"
     out.print(f"[{colour}]{run['id']}: {run['status']}[/] — {run['reason']}")
+
+
+@train_app.command("gate-job")
+def gate_job(
+    job_id: Annotated[str, typer.Argument(help="A succeeded fine-tuning job, e.g. ftjob-0123...")],
+    tenant: Tenant,
+    to: Annotated[str, typer.Option("--to", help="The alias that is to serve the job's model.")],
+    url: Url = None,
+) -> None:
+    """Promote a fine-tuning job's model to an alias through the evaluation gate: staged as its next version,
+    scored against production on the job's validation file and the golden set, then promoted, held or retired."""
+    from trainer.fine_tuning_gate import gate_job as run_gate
+
+    _logging(logging.WARNING)
+    _, client = _client(url)
+    with client:
+        outcome = _or_exit(lambda: run_gate(client, tenant, job_id, to))
+    colour = {"promote": "green", "hold": "yellow"}.get(outcome.decision.decision, "red")
+    out.print(f"[{colour}]{outcome.decision.decision}[/] {outcome.candidate} against {outcome.incumbent}: "
+              f"{outcome.decision.reason}")  # fmt: skip
+    raise typer.Exit(0 if outcome.decision.decision == "promote" else 1)
 
 
 @train_app.command("golden")

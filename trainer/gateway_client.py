@@ -255,6 +255,14 @@ class GatewayClient:
         body = {"run_id": job["run_id"], "status": status, "error": error, "message": message[:2000]}
         return self._call("POST", f"/fine-tuning/jobs/{job['id']}/end", json=body)
 
+    def tenant_job(self, tenant: str, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/tenants/{tenant}/fine-tuning/jobs/{job_id}")
+
+    def promote_job(self, tenant: str, job_id: str, alias: str, *, promote: bool, reason: str = "") -> dict[str, Any]:
+        """A succeeded job's model as the alias's next version: promoted, or (`promote=False`) staged only."""
+        body = {"alias": alias, "promote": promote, "reason": reason[:1000]}
+        return self._call("POST", f"/tenants/{tenant}/fine-tuning/jobs/{job_id}/promote", json=body)
+
     # The OpenAI API
 
     def openai(self, api_key: str, *, max_retries: int = 2, timeout_s: float = 120.0) -> openai.OpenAI:

@@ -107,6 +107,12 @@ def tenant_jobs(tenant_id: str, gw: AdminDep, after: str | None = None, limit: i
         return FineTuningJobList(data=[jobs.job_object(row) for row in rows], has_more=more)
 
 
+@router.get("/tenants/{tenant_id}/fine-tuning/jobs/{job_id}")
+def tenant_job(tenant_id: str, job_id: str, gw: AdminDep) -> FineTuningJob:
+    with gw.sessions() as session:
+        return jobs.job_object(jobs.get_job(session, tenant_id, job_id))
+
+
 @router.post("/tenants/{tenant_id}/fine-tuning/jobs/{job_id}/promote")
 async def promote(tenant_id: str, job_id: str, body: PromoteJob, gw: AdminDep) -> VersionOut:
     """The job's model as the next version of a tenant alias, promoted; or, with `promote: false`, staged only, for

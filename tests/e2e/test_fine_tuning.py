@@ -27,6 +27,7 @@ from transformers import AutoTokenizer
 from tests.e2e.adapters import constant_examples
 from tests.e2e.stack import ADMIN_KEY, BASE_NAME
 from trainer.fine_tuning import JobRunner
+from trainer.fine_tuning_gate import gate_job
 from trainer.gateway_client import GatewayClient
 from trainer.settings import TrainerSettings
 
@@ -77,8 +78,9 @@ def trainer(gateway, tiny_model: Path, tmp_path: Path) -> Iterator[JobRunner]:
     client.close()
 
 
-def tenant(gateway, tenant_id: str) -> openai.OpenAI:
-    assert gateway.admin("POST", "/tenants", json={"id": tenant_id, "settings": QUICK}).status_code == 201
+def tenant(gateway, tenant_id: str, **settings) -> openai.OpenAI:
+    body = {"id": tenant_id, "settings": {**QUICK, **settings}}
+    assert gateway.admin("POST", "/tenants", json=body).status_code == 201
     return gateway.client(gateway.tenant(tenant_id))
 
 
@@ -106,7 +108,7 @@ def answer(client: openai.OpenAI, model: str, prompt: str = "hello") -> str:
 
 
 def test_a_chat_file_teaches_the_model_and_its_ft_name_answers_as_trained_to_its_tenant_alone(gateway, trainer):
-    client = tenant(gateway, "ft-teach")
+    client = tenant(gateway, "ft-teach", evaluation={"max_tokens": 16, "gate": {"min_items": 5}})
     other = tenant(gateway, "ft-other")
     training, validation = upload(client, chat_file("BRAVO")), upload(client, chat_file("BRAVO", 8), "valid.jsonl")
     assert answer(client, BASE_NAME).strip() != "BRAVO"
@@ -152,10 +154,16 @@ def test_a_chat_file_teaches_the_model_and_its_ft_name_answers_as_trained_to_its
     with pytest.raises(openai.NotFoundError):
         other.fine_tuning.jobs.create(model=name, training_file=upload(other, chat_file("ALPHA", 10)))
 
-    # Promoting it to one of the tenant's aliases is its own step.
+    # Promoting it to one of the tenant's aliases is its own step: at once, or through the evaluation gate (the
+    # job's validation answers: the base model gets none of them, the job's model all).
     promoted = gateway.admin("POST", f"/tenants/ft-teach/fine-tuning/jobs/{job.id}/promote", json={"alias": "support"})
     assert promoted.status_code == 200 and promoted.json()["state"] == "production"
     assert answer(client, "support").strip() == "BRAVO"
+    with GatewayClient(gateway.url, ADMIN_KEY) as admin:
+        gated = gate_job(admin, "ft-teach", job.id, "gated")
+    assert gated.decision.decision == "promote", gated.decision.reason
+    assert (gated.candidate, gated.incumbent) == ("gated@1", BASE_NAME)
+    assert answer(client, "gated").strip() == "BRAVO"
 
 
 def test_a_dpo_job_makes_its_model_prefer_the_preferred_answers(gateway, trainer, tiny_model: Path):

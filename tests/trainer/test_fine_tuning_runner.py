@@ -194,3 +194,26 @@ def test_settings_the_engine_cannot_serve_fail_the_job_before_training(env, tmp_
 
 def test_nothing_queued_is_nothing_run(env, tmp_path: Path):
     assert runner(env, tmp_path, FakeRecipe()).run_until_idle() == 0
+
+
+def test_the_gate_keeps_a_job_model_that_is_no_better_out_of_production(env, tmp_path: Path):
+    from trainer.fine_tuning_gate import gate_job
+
+    env.admin("POST", "/tenants", json={"id": "acme", "settings": {"evaluation": {"gate": {"min_items": 2}}}})
+    key = env.tenant_with_key("acme")
+    client = sdk(env, key)
+    train = upload(client, jsonl([chat_line()] * 3))
+    valid = upload(client, jsonl([chat_line(f"q{n}") for n in range(4)]), "valid.jsonl")
+    job = client.fine_tuning.jobs.create(model=BASE, training_file=train, validation_file=valid)
+    wait_status(client, job.id, "queued")
+    gateway = runner(env, tmp_path, FakeRecipe())
+    assert gateway.run_next() == "succeeded"
+
+    outcome = gate_job(gateway.client, "acme", job.id, "support")
+
+    # The fake engine answers "answer from <model>": neither model gets the 4 validation answers right.
+    assert outcome.decision.decision == "reject" and outcome.candidate == "support@1" and outcome.incumbent == BASE
+    alias = env.admin("GET", "/tenants/acme/adapters/support").json()
+    assert alias["production"] is None and alias["versions"][0]["state"] == "retired"
+    active = [key["name"] for key in env.admin("GET", "/tenants/acme/keys").json() if key["revoked_at"] is None]
+    assert active == ["test"]  # the gate's evaluation key is revoked
