@@ -45,17 +45,29 @@ class Metrics:
             "loraflow_adapter_version_requests_total", "Completions per tenant and model version served.",
             ["tenant", "model"], registry=r,
         )  # fmt: skip
+        # prometheus_client's labels() checks and converts the values and takes a lock on every call; the request
+        # path asks for the same few children again and again, so it keeps them.
+        self._http_requests = _children(self.http_requests)
+        self._completions = _children(self.completions)
+        self._latency = _children(self.latency)
+        self._ttft = _children(self.ttft)
+        self._prompt_tokens = self.tokens.labels("prompt")
+        self._completion_tokens = self.tokens.labels("completion")
+        self._adapter_requests = _children(self.adapter_requests)
 
     def observe(self, exchange: Exchange) -> None:
         stream = "true" if exchange.stream else "false"
-        self.completions.labels(exchange.endpoint, stream, exchange.outcome).inc()
-        self.latency.labels(exchange.endpoint, stream).observe(exchange.latency_s)
+        self._completions(exchange.endpoint, stream, exchange.outcome).inc()
+        self._latency(exchange.endpoint, stream).observe(exchange.latency_s)
         if exchange.ttft_s is not None:
-            self.ttft.labels(exchange.endpoint, stream).observe(exchange.ttft_s)
+            self._ttft(exchange.endpoint, stream).observe(exchange.ttft_s)
         usage = exchange.usage or {}
-        self.tokens.labels("prompt").inc(usage.get("prompt_tokens") or 0)
-        self.tokens.labels("completion").inc(usage.get("completion_tokens") or 0)
-        self.adapter_requests.labels(exchange.caller.tenant_id, exchange.target.public_model).inc()
+        self._prompt_tokens.inc(usage.get("prompt_tokens") or 0)
+        self._completion_tokens.inc(usage.get("completion_tokens") or 0)
+        self._adapter_requests(exchange.caller.tenant_id, exchange.target.public_model).inc()
+
+    def count_http(self, route: str, status: int) -> None:
+        self._http_requests(route, str(status)).inc()
 
     def watch_engines(self, pool: EnginePool) -> None:
         self.registry.register(_EngineCollector(pool))
@@ -66,6 +78,20 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _children(metric: Any) -> Callable[..., Any]:
+    """`metric.labels(*values)`, each child looked up once."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def child(*values: str) -> Any:
+        try:
+            return children[values]
+        except KeyError:
+            children[values] = found = metric.labels(*values)
+            return found
+
+    return child
 
 
 class _EngineCollector(Collector):
@@ -120,4 +146,4 @@ class HTTPMetricsMiddleware:
             await self.app(scope, receive, send_and_watch)
         finally:
             route = scope.get("route")
-            self.metrics.http_requests.labels(getattr(route, "path", "unmatched"), str(status)).inc()
+            self.metrics.count_http(getattr(route, "path", "unmatched"), status)
