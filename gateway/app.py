@@ -24,6 +24,7 @@ from gateway.fine_tuning import router as fine_tuning_router
 from gateway.lifespan import lifespan
 from gateway.metrics import HTTPMetricsMiddleware, Metrics
 from gateway.openai import router as openai_router
+from gateway.openai.dispatch import CompletionDispatch
 from gateway.settings import Settings
 from gateway.training_api import router as training_router
 
@@ -48,5 +49,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     if settings.console.enabled:
         app.include_router(console_router.router)  # /console: the web console's pages
     app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+    # The completion routes, straight to their functions past FastAPI's routing (the hot path; counted here).
+    app.add_middleware(CompletionDispatch, routes=openai_router.COMPLETION_ROUTES, metrics=metrics)
     add_cors(app, settings)  # added last, so outermost: preflights are answered before anything else
     return app

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -30,7 +31,7 @@ from gateway.errors import (
 from gateway.grounding import Context, Grounder
 from gateway.openai.completion_ids import new_completion_id
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.openai.streaming import SSERelay, SSEResponse
+from gateway.openai.streaming import SSERelay, SSEResponse, Write
 from gateway.request_body import read_json
 
 Endpoint = Literal["chat", "completion"]
@@ -141,7 +142,7 @@ class CompletionService:
         if not parsed.stream:
             return await self._respond(upstream, exchange)
         relay = SSERelay(completion_id, target.public_model, target.engine_model, client_wants_usage=client_wants_usage)
-        return SSEResponse(self._relay(upstream, relay, exchange), headers=self.response_headers(exchange))
+        return SSEResponse(partial(self._relay, upstream, relay, exchange), headers=self.response_headers(exchange))
 
     def resolve(self, caller: Caller, model: str, user: str | None = None) -> Target:
         """During an alias's canary its name serves the arm of the end user (`user`), else of the key."""
@@ -208,30 +209,36 @@ class CompletionService:
             json.dumps(data).encode(), media_type="application/json", headers=self.response_headers(exchange)
         )
 
-    async def _relay(self, upstream: Upstream, relay: SSERelay, exchange: Exchange) -> AsyncIterator[bytes]:
+    async def _relay(self, upstream: Upstream, relay: SSERelay, exchange: Exchange, write: Write) -> None:
+        """Relay the engine's stream to the client; the events of each read of the engine's bytes go out as they
+        came, in one write. However it ends, the upstream is closed (which cancels the request in the engine when
+        the client left) and the exchange is reported."""
         outcome: Outcome = "client_disconnected"  # unless the loop below gets to the end
         try:
             try:
                 async for data in upstream.response.chunks():
-                    for event in relay.feed(data):
-                        yield event
+                    events = relay.feed(data)
+                    if events:
+                        await write(events)
             except TransportError as exc:
                 outcome, exchange.error = "upstream_error", str(exc)
-                yield sse_error_event(EngineUnavailable("The engine stopped while streaming this response."))
+                await write(sse_error_event(EngineUnavailable("The engine stopped while streaming this response.")))
                 return
             if relay.done:
                 outcome = "completed"
             else:
                 outcome, exchange.error = "upstream_error", "stream ended without [DONE]"
-                yield sse_error_event(UpstreamError("The engine ended the stream early."))
+                await write(sse_error_event(UpstreamError("The engine ended the stream early.")))
         finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()  # when the client left, this cancels the request in the engine
-            exchange.outcome = outcome
-            exchange.ended = time.perf_counter()
-            exchange.first_token_at = relay.transcript.first_token_at
-            exchange.response_text, exchange.finish_reason, exchange.usage = relay.transcript.summary()
-            self._notify(exchange)
+            try:
+                with anyio.CancelScope(shield=True):
+                    await upstream.aclose()  # when the client left, this cancels the request in the engine
+            finally:  # reported even if closing failed: the record is complete
+                exchange.outcome = outcome
+                exchange.ended = time.perf_counter()
+                exchange.first_token_at = relay.transcript.first_token_at
+                exchange.response_text, exchange.finish_reason, exchange.usage = relay.transcript.summary()
+                self._notify(exchange)
 
     def _engine_error(self, status: int, body: bytes, target: Target) -> GatewayError:
         if status == 404:
