@@ -8,7 +8,9 @@ other jobs share the cores. The gateway (`loraflow up --engine-url <fake engine>
 `valgrind --tool=callgrind` with instrumentation off until the load starts (so start-up is not slowed) and on for
 exactly `--requests` non-streamed requests, then `--streams` streamed ones (20 chunks and usage) on the base model,
 one at a time; every thread counts (the record's writer too). Background loops are slowed to once an hour so they
-do not add to the count. Writes bench/results/gateway_instructions.{json,md}.
+do not add to the count, and the record's writer batches rows for 2 s (under callgrind a request takes ~50 times
+longer: with the 50 ms default each row would be a transaction of its own, as at a trickle of traffic, not as under
+load). Writes bench/results/gateway_instructions.{json,md}.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from bench import results_file
 from bench.gateway_overhead import Case, good, setup_tenant
 from bench.load_client import Pool
 from bench.stack_processes import BASE_NAME, Gateway, Upstream, synthetic_model
+
+FLUSH_S = 2.0
 
 
 def callgrind_control(pid: int, *options: str) -> str:
@@ -58,7 +62,7 @@ async def phase(gateway: Gateway, case: Case, stream: bool, count: int, dumps: P
     for _ in range(count):
         reply = await pool.send(via)
         assert good(reply, stream), reply
-    await asyncio.sleep(1.0)  # the record's writer takes the last rows (its batch lingers 50 ms)
+    await asyncio.sleep(FLUSH_S + 1.0)  # the record's writer takes the last rows
     callgrind_control(gateway.pid, "--instr=off")
     callgrind_control(gateway.pid, f"--dump={label}")
     await asyncio.sleep(1.0)
@@ -75,9 +79,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict:
     source = Path(args.gateway_src).resolve() if args.gateway_src else None  # noqa: ASYNC240 (before any load)
     prefix = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=no",
               f"--callgrind-out-file={dumps}/callgrind.out.%p"]  # fmt: skip
-    gateway = Gateway(upstream, work / "gateway", model, "", source=source, wrapper=prefix,
-                      LORAFLOW_REGISTRY_POLL_S="3600", LORAFLOW_ENGINE__HEALTH_INTERVAL_S="3600",
-                      LORAFLOW_RECORD__STATS_REFRESH_S="3600")  # fmt: skip
+    quiet = {"LORAFLOW_REGISTRY_POLL_S": "3600", "LORAFLOW_ENGINE__HEALTH_INTERVAL_S": "3600",
+             "LORAFLOW_RECORD__STATS_REFRESH_S": "3600", "LORAFLOW_RECORD__FLUSH_INTERVAL_S": str(FLUSH_S)}  # fmt: skip
+    gateway = Gateway(upstream, work / "gateway", model, "", source=source, wrapper=prefix, **quiet)
     try:
         key = setup_tenant(gateway, adapter)
         case = Case("base", gateway, BASE_NAME, BASE_NAME, upstream, key)
