@@ -70,3 +70,16 @@ def make_adapter(base: Path, cache: Path, name: str, examples: list[tuple[str, s
     model.save_pretrained(staging)
     staging.rename(out)
     return out
+
+
+def recipe_adapter(base: Path, cache: Path, name: str, records: list[dict], config) -> Path:
+    """An adapter trained by the product's own SFT recipe (trainer/recipes/sft.py), reused from `cache` while the
+    recipe's inputs are the same."""
+    from trainer.recipes import sft
+
+    recipe = json.dumps({"base": str(base), "records": records, "config": config.model_dump(mode="json")}).encode()
+    out = cache / f"{name}-{hashlib.sha256(recipe).hexdigest()[:12]}"
+    if not (out / "adapter_model.safetensors").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        sft.train(config, base, records, out)
+    return out

@@ -23,6 +23,7 @@ from gateway.child_process import ChildProcess
 from gateway.settings import EngineSettings, Settings
 from tests.e2e import stack
 from tests.e2e.adapters import constant_examples, make_adapter, routing_examples
+from tests.e2e.default_model import DefaultModelGateway
 from tests.e2e.stack import ADMIN_KEY, BASE_NAME, CACHE, free_port, start_engine, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +42,18 @@ def adapter_dirs(tiny_model: Path) -> dict[str, Path]:
             ("ALPHA", "BRAVO", "GLOBEX")}  # fmt: skip
     made["routing"] = make_adapter(tiny_model, cache, "routing", routing_examples())
     return made
+
+
+@pytest.fixture(scope="session")
+def default_model_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultModelGateway]:
+    """`loraflow up` on the default model (SmolLM2-135M-Instruct), retrieval on: shared by the real-model group."""
+    workdir = tmp_path_factory.mktemp("default-model")
+    try:
+        gateway = DefaultModelGateway(workdir, engine_core="1")  # the tiny model's engine has core 0
+    except TimeoutError:
+        pytest.fail("`loraflow up` was not ready; its log:\n" + (workdir / "up.log").read_text()[-5000:])
+    yield gateway
+    gateway.stop()
 
 
 @dataclass
