@@ -117,7 +117,7 @@ def test_cancelling_a_running_job_is_seen_at_its_next_report_and_the_lock_holds_
 
 def test_a_lost_trainers_job_is_queued_again_and_resumes_from_its_last_checkpoint(tmp_path: Path):
     with open_env(tmp_path, {"max_attempts": 2}) as env:
-        env.settings.training.lease_s = 0.3
+        env.settings.training.lease_s = 2.0  # long enough for the reports below under load, short for the test
         key = env.tenant_with_key("acme")
         job = queued_job(env, key)
         trainer = FakeTrainer(env, tmp_path)
