@@ -66,3 +66,15 @@ def _all_parts():
 
 def _is_alembic_own(difference) -> bool:
     return isinstance(difference, tuple) and difference[0] == "remove_table" and difference[1].name == "alembic_version"
+
+
+def test_the_migrations_are_one_chain():
+    """One head: two migrations written side by side must be put in order before they land."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from gateway.store.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert len(ScriptDirectory.from_config(config).get_heads()) == 1

@@ -46,7 +46,7 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
 MIGRATION_LOCK = 0x6C6F7261  # PostgreSQL advisory lock key ("lora"): one migrator at a time
 
 
-def migrate(engine: Engine, revision: str = "heads") -> None:
+def migrate(engine: Engine, revision: str = "head") -> None:
     """Apply every migration up to `revision` (idempotent). Safe when several replicas start at once: on PostgreSQL
     they queue on an advisory lock, and each later one finds nothing left to do."""
     config = Config()

@@ -1,14 +1,14 @@
 """safe learning: canaries (a candidate serving a share of its alias's users until the sequential test decides)
 
 Revision ID: 0007_safe_learning
-Revises: 0005_interaction_alias
+Revises: 0006_fine_tuning
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_safe_learning"
-down_revision = "0005_interaction_alias"
+down_revision = "0006_fine_tuning"
 branch_labels = None
 depends_on = None
 

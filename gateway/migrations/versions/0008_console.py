@@ -1,14 +1,14 @@
 """console: signed-in sessions, and keys that may change their tenant from the console
 
 Revision ID: 0008_console
-Revises: 0005_interaction_alias
+Revises: 0007_safe_learning
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_console"
-down_revision = "0005_interaction_alias"
+down_revision = "0007_safe_learning"
 branch_labels = None
 depends_on = None
 
