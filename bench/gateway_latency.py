@@ -1,10 +1,12 @@
 """Gateway overhead: requests straight to vLLM vs through the gateway (record off, record on), in one run.
 
-    python -m bench.gateway_latency [--requests 240] [--levels 1,4,16] [--max-tokens 16]
+    python -m bench.gateway_latency [--requests 240] [--levels 1,4,16] [--max-tokens 16] [--model smollm2-135m-instruct]
 
 One engine, two gateway processes attached to it (one records, one does not), one HTTP client. Latency and time to
 first token: requests to the three targets interleaved one by one, so all three meet the same engine at each moment.
-Throughput: each target on its own, in batches that rotate. Writes bench/results/gateway_latency.{json,md}.
+Throughput: each target on its own, in batches that rotate (tokens/s: every request generates max_tokens, EOS
+ignored). Writes bench/results/gateway_latency.{json,md}; with `--model smollm2-135m-instruct` (the default base model,
+an adapter trained on it by our recipe) bench/results/gateway_latency_smollm2.{json,md}.
 Targets (issue 2): gateway/direct p50 <= 1.02, p99 <= 1.05, TTFT p50 <= 1.03; record on/off p99 <= 1.01.
 """
 
@@ -21,8 +23,9 @@ from pathlib import Path
 import httpx
 
 from bench import results_file
-from tests.e2e.adapters import constant_examples, make_adapter
-from tests.e2e.stack import GatewayProcess, start_engine, tiny_model
+from tests.e2e.adapters import constant_examples, make_adapter, smollm2_routing_adapter
+from tests.e2e.stack import BASE_NAME, CACHE, GatewayProcess, smollm2_model, start_engine, tiny_model
+from trainer.base_model import SMOLLM2
 
 MESSAGES = [{"role": "user", "content": "hello, where is my parcel?"}]
 
@@ -131,6 +134,7 @@ async def run(targets: list[Target], levels: list[int], requests: int, max_token
                     "requests": len(s.latency),
                     "errors": s.errors,
                     "throughput_rps": s.throughput_requests / s.busy_s if s.busy_s else None,
+                    "tokens_per_s": s.throughput_requests * max_tokens / s.busy_s if s.busy_s else None,
                 }
     return results
 
@@ -160,11 +164,13 @@ def markdown(data: dict) -> str:
             latency = r["latency_s"]
             ttft_ms = [ttft[p] * 1000 if ttft.get(p) else None for p in ("p50", "p99")]
             rows.append([level, key, r["requests"], r["errors"], latency["p50"] * 1000, latency["p99"] * 1000, *ttft_ms,
-                         r["throughput_rps"]])  # fmt: skip
-    text = f"# Gateway latency\n\n{json.dumps(data['machine'])}\n\nmax_tokens={data['max_tokens']}\n\n"
+                         r["throughput_rps"], r.get("tokens_per_s")])  # fmt: skip
+    text = f"# Gateway latency: {data.get('model', BASE_NAME)}\n\n{json.dumps(data['machine'])}\n\n"
+    text += f"max_tokens={data['max_tokens']}, adapter: {data.get('adapter', 'ALPHA')}\n\n"
     text += results_file.table(
-        ["concurrency", "target", "n", "errors", "p50 ms", "p99 ms", "TTFT p50 ms", "TTFT p99 ms", "req/s"], rows
-    )
+        ["concurrency", "target", "n", "errors", "p50 ms", "p99 ms", "TTFT p50 ms", "TTFT p99 ms", "req/s",
+         "tokens/s"], rows,
+    )  # fmt: skip
     for title, key in (("Gateway (record off) / direct", "gateway_vs_direct"),
                        ("Gateway (record on) / direct", "recorded_vs_direct"),
                        ("Record on / record off", "record_on_vs_off")):  # fmt: skip
@@ -184,6 +190,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=240, help="per target, mode and concurrency level")
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--model", default=BASE_NAME, choices=[BASE_NAME, SMOLLM2], help="the base model served")
     parser.add_argument(
         "--engine-cores",
         default="0",
@@ -193,16 +200,21 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
 
-    model = tiny_model()
-    adapter = make_adapter(model, model.parent.parent / "adapters", "alpha", constant_examples("ALPHA"))
+    if args.model == SMOLLM2:
+        model = smollm2_model()
+        adapter = smollm2_routing_adapter(model, CACHE / "adapters")
+    else:
+        model = tiny_model()
+        adapter = make_adapter(model, CACHE / "adapters", "alpha", constant_examples("ALPHA"))
+    named = {"LORAFLOW_SERVED_MODEL_NAME": args.model}
     with tempfile.TemporaryDirectory(prefix="loraflow-bench-") as tmp:
         work = Path(tmp)
-        engine, engine_url = start_engine(model, work, threads_bind=args.engine_cores)
+        engine, engine_url = start_engine(model, work, threads_bind=args.engine_cores, served_name=args.model)
         gateways: list[GatewayProcess] = []
         try:
-            plain = GatewayProcess([engine_url], work / "record-off", model, LORAFLOW_RECORD__ENABLED="false")
+            plain = GatewayProcess([engine_url], work / "record-off", model, LORAFLOW_RECORD__ENABLED="false", **named)
             gateways.append(plain)
-            recorded = GatewayProcess([engine_url], work / "record-on", model)
+            recorded = GatewayProcess([engine_url], work / "record-on", model, **named)
             gateways.append(recorded)
             targets = []
             for name, gateway in (("gateway", plain), ("gateway+record", recorded)):
@@ -219,6 +231,8 @@ def main() -> None:
             engine.stop()
     data = {
         "machine": results_file.machine(),
+        "model": args.model,
+        "adapter": adapter.name,
         "max_tokens": args.max_tokens,
         "engine_cores": args.engine_cores,
         "results": results,
@@ -228,7 +242,8 @@ def main() -> None:
         "targets": {"gateway/direct p50": 1.02, "p99": 1.05, "TTFT p50": 1.03, "record on/off p99": 1.01},
     }
     text = markdown(data)
-    json_path, _ = results_file.write("gateway_latency", data, text)
+    name = "gateway_latency" if args.model == BASE_NAME else "gateway_latency_smollm2"
+    json_path, _ = results_file.write(name, data, text)
     print(text)
     print(f"written to {json_path}")
 

@@ -1,14 +1,17 @@
 """Training throughput: our SFT recipe (TRL's SFTTrainer + PEFT) vs a plain `transformers.Trainer` + PEFT baseline.
 
-Same demo model, same data (the routing task), same hyper-parameters (LoRA rank/alpha/targets, epochs, batch size,
-learning rate, seed), run back to back in alternating rounds in one process, so a machine that gets busier or
-quieter during the run shifts both sides alike. Tokens/s counts the non-padding tokens fed to the model, divided by
-the wall time of the training loop (`Trainer.train()`); set-up (loading, tokenising) and saving are reported apart.
+Same base model (SmolLM2-135M-Instruct by default, or the tiny random one), same data (the routing task), same
+hyper-parameters (LoRA rank/alpha/targets, epochs, batch size, learning rate, seed; our early stopping off, so both
+train every step), run back to back in alternating rounds in one process, so a machine that gets busier or quieter
+during the run shifts both sides alike. Tokens/s counts the non-padding tokens of the training data fed to the model,
+divided by the wall time of the training loop (`Trainer.train()`); set-up (loading, tokenising) and saving are
+reported apart. Tokens per CPU-second is the steadier figure on a shared machine.
 
-    python -m bench.training_throughput                  # defaults: 300 examples, 3 epochs, 3 rounds
-    python -m bench.training_throughput --threads 1      # on a machine shared with other work
+    python -m bench.training_throughput                      # SmolLM2: 160 examples, 1 epoch, 2 rounds
+    python -m bench.training_throughput --model tiny-random --examples 300 --epochs 3 --rounds 3
+    python -m bench.training_throughput --threads 1          # on a machine shared with other work
 
-Writes bench/results/training_throughput.json and .md, and prints the table.
+Writes bench/results/training_throughput.json and .md (tiny model: training_throughput_tiny), and prints the table.
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ from typing import Any
 import torch
 
 from bench import results_file
+from tests.e2e.stack import smollm2_model, tiny_model
 from trainer import base_model, demo_tasks, devices
 from trainer.config import TrainingConfig
 from trainer.recipes import setup, sft
 from trainer.result import library_versions
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def records(task: str, n: int) -> list[dict]:
@@ -121,9 +123,10 @@ def _ids(tokens: Any) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=300)
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", default=base_model.SMOLLM2, choices=[base_model.SMOLLM2, base_model.TINY])
+    parser.add_argument("--examples", type=int, default=160)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--task", default="routing", choices=sorted(demo_tasks.GENERATORS))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -132,9 +135,10 @@ def main() -> None:
     if options.threads:
         torch.set_num_threads(options.threads)
     machine = results_file.machine()
-    # The same cached build as the other benchmarks (bench/rig.py).
-    base = Path(base_model.prepare(base_model.TINY, ROOT / "var" / "test-cache"))
-    config = TrainingConfig(epochs=options.epochs, device=options.device)
+    # The same cached builds as the end-to-end tests.
+    base = smollm2_model() if options.model == base_model.SMOLLM2 else tiny_model()
+    # Early stopping off: both sides train on every example for every step, so tokens/s compares like with like.
+    config = TrainingConfig(epochs=options.epochs, device=options.device, early_stopping_patience=None)
     data = records(options.task, options.examples)
     placement = devices.resolve(options.device)
 
@@ -171,6 +175,7 @@ def main() -> None:
     cpu_ratio = summary["ours"]["tokens_per_cpu_s"] / summary["baseline"]["tokens_per_cpu_s"]
     result = {
         "benchmark": "training_throughput",
+        "model": options.model,
         "task": options.task,
         "examples": options.examples,
         "rounds": options.rounds,
@@ -187,7 +192,7 @@ def main() -> None:
         "ratio_per_cpu_second": cpu_ratio,
     }
     table = markdown(result)
-    results_file.write("training_throughput", result, table)
+    results_file.write("training_throughput" + ("_tiny" if options.model == base_model.TINY else ""), result, table)
     print(table)
 
 
@@ -198,7 +203,8 @@ def _median(figures: list[dict]) -> dict[str, float]:
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
-        f"Training throughput, {result['task']} task, {result['examples']} examples x {s['epochs']:g} epochs, "
+        f"Training throughput on {result['model']}, {result['task']} task, {result['examples']} examples x "
+        f"{s['epochs']:g} epochs, "
         f"LoRA r={s['rank']} alpha={s['alpha']:g} on {len(s['target_modules'])} projections, batch {s['batch_size']}, "
         f"lr {s['learning_rate']:g}; {result['device']} ({result['dtype']}), {result['torch_threads']} torch "
         f"thread(s); median of {result['rounds']} alternating rounds.",
@@ -207,7 +213,7 @@ def markdown(result: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, label in (
-        ("ours", "loraflow SFT recipe (TRL SFTTrainer, answer-only LM head on CPU)"),
+        ("ours", "loraflow SFT recipe (TRL SFTTrainer; on CPU: answer-only LM head, shared prompt prefix run once)"),
         ("baseline", "transformers.Trainer + PEFT"),
     ):
         m = result["median"][name]

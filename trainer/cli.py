@@ -8,7 +8,7 @@
     loraflow train golden --tenant acme --adapter support FILE   upload a golden set (JSONL)
     loraflow train gate-job JOB --tenant acme --to support       a fine-tuning job's model, through the gate
     loraflow scheduler                                           the nightly schedule, in the foreground
-    loraflow demo                                                the whole flywheel on two demo tenants
+    loraflow demo [--retrieval]                                  the whole flywheel on two demo tenants (or grounding)
     loraflow base-model [NAME]                                   download, convert and check the base model now
 
 Heavy imports (torch, transformers) happen inside the commands, so `loraflow --help` stays fast everywhere.
@@ -278,12 +278,19 @@ def scheduler(url: Url = None) -> None:
 def demo(
     url: Url = None,
     keep: Annotated[bool, typer.Option(help="Leave the gateway it started running at the end.")] = False,
-    requests: Annotated[int, typer.Option(help="Requests each demo tenant's users send before the retrain.")] = 400,
+    requests: Annotated[int, typer.Option(help="Requests each demo tenant's users send before the retrain.")] = 300,
+    retrieval: Annotated[
+        bool, typer.Option("--retrieval", help="The grounding demo instead: handbook questions with and without it.")
+    ] = False,
 ) -> None:
     """The flywheel end to end on two demo tenants: users, ratings, the nightly retrain, before and after."""
+    _logging(logging.WARNING)
+    if retrieval:
+        from trainer.demo_retrieval import run_retrieval_demo
+
+        raise typer.Exit(run_retrieval_demo(url=url, keep=keep, console=out))
     from trainer.demo import run_demo
 
-    _logging(logging.WARNING)
     raise typer.Exit(run_demo(url=url, keep=keep, requests=requests, console=out))
 
 

@@ -1,22 +1,18 @@
-"""`loraflow demo`: the flywheel end to end, on this machine, in a few minutes.
+"""`loraflow demo`: the flywheel end to end on the default model (SmolLM2-135M-Instruct), on this machine, in minutes.
 
 1. A gateway and vLLM of its own (`loraflow up` as a child process, in a fresh `var/demo/`), or `--url` to attach.
-2. Two tenants with different tasks, each with an adapter alias that the base model serves until a promotion:
-   routing tickets to a label (exact match) and extracting fields as JSON (JSON equality).
-3. Simulated users send requests through the gateway with the `openai` client; an oracle rates every reply.
+2. Two tenants with tasks the base model fails, each with an adapter alias that the base model serves until a
+   promotion: routing tickets to a label (exact match) and extracting fields as JSON (JSON equality).
+3. Simulated users send requests through the gateway with the `openai` client; an oracle rates every reply, and
+   the base model's accuracy is measured on them.
 4. The nightly job, triggered now for both tenants: data, training, evaluation through the gateway, the gate.
-5. The reports, then the metric before and after promotion, side by side, and the wall time.
+5. The reports, then accuracy and sample answers before and after promotion, side by side, and the wall time.
+
+`loraflow demo --retrieval` is the grounding demo instead (trainer/demo_retrieval.py).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 from rich.console import Console
 from rich.markdown import Markdown
@@ -33,11 +28,14 @@ from rich.table import Table
 
 from trainer import demo_tasks, demo_users
 from trainer.cycle import Cycle, Outcome
+from trainer.demo_gateway import BASE_MODEL, DemoGateway
 from trainer.gateway_client import GatewayClient
 from trainer.settings import TrainerSettings, load_settings
 from trainer.watcher import RichWatcher
 
 DEMO_DIR = Path("var/demo")
+BUDGET_S = 600  # the issue's promise: the whole demo within 10 minutes on a 2-core machine
+USERS_CONCURRENCY = 8  # per tenant: the CPU engine batches 16 requests far better than 4
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,12 @@ class DemoTenant:
             # One torch thread: on a small machine shared with the engine, more threads wait on each other.
             "training": {"cpu_threads": 1, **self.training},
             "schedule": {"cron": "0 3 * * *", "timezone": self.timezone, "adapters": [self.alias]},
-            "evaluation": {"scorer": self.scorer, "max_tokens": self.max_tokens, "held_out_fraction": 0.2},
+            "evaluation": {
+                "scorer": self.scorer,
+                "max_tokens": self.max_tokens,
+                "held_out_fraction": 0.2,
+                "concurrency": 16,  # both models' answers batched by the engine
+            },
             "min_new_ratings": 20,
         }
 
@@ -69,13 +72,12 @@ class DemoTenant:
         return ("\n".join(lines) + "\n").encode()
 
 
+# The default training settings learn both on SmolLM2 (early stopping ends them after 30-40 steps): measured 60/60
+# held-out right for each, where the base model gets 0/40 (routing: it describes the ticket) and 1/40 (extraction:
+# it invents fields and nests objects).
 TENANTS = (
     DemoTenant("demo-routing", "router", "routing", "exact", 4, {}, "Europe/Paris"),
-    # Extraction has 19 answer tokens to learn, not 1, and learns them all at once: on ~280 examples, 5 epochs at 2e-3
-    # reach 100% for some seeds and 30% for others; 8 epochs reach 100% for every seed tried (demo model, measured).
-    DemoTenant(
-        "demo-extract", "extractor", "extraction", "json_equal", 32, {"epochs": 8, "learning_rate": 2e-3}, "UTC"
-    ),
+    DemoTenant("demo-extract", "extractor", "extraction", "json_equal", 32, {}, "UTC"),
 )
 
 
@@ -106,7 +108,7 @@ def run_demo(*, url: str | None, keep: bool, requests: int, console: Console) ->
                 admin_key=SecretStr(gateway.admin_key),
                 var_dir=DEMO_DIR,
                 database_url="",
-                base_model="tiny-random",
+                base_model=BASE_MODEL,
             )
         phases["gateway and engine start"] = time.perf_counter() - mark
         console.print(f"[green]✓[/] gateway at {settings.url} ({phases['gateway and engine start']:.0f} s)")
@@ -119,6 +121,11 @@ def run_demo(*, url: str | None, keep: bool, requests: int, console: Console) ->
             mark = time.perf_counter()
             users_and_oracle(client, runs, requests, console)
             phases["users and ratings"] = time.perf_counter() - mark
+            for run in runs:
+                console.print(
+                    f"[bold]{run.tenant.id}[/]: the base model answered {demo_users.accuracy(run.before):.0%} of "
+                    f"{len(run.before)} {run.tenant.task} requests right ({run.tenant.scorer})"
+                )
 
             cycle = Cycle(settings, client)
             try:
@@ -139,10 +146,11 @@ def run_demo(*, url: str | None, keep: bool, requests: int, console: Console) ->
             phases["users after the retrain"] = time.perf_counter() - mark
 
         console.print(summary(runs))
+        console.print(samples_table(runs))
         total = time.perf_counter() - began
         console.print(timing_table(phases, total))
-        verdict = "[green]under[/]" if total < 300 else "[red]over[/]"
-        console.print(f"[bold]Wall time: {total:.0f} s[/] ({verdict} the 5-minute budget)")
+        verdict = "[green]under[/]" if total < BUDGET_S else "[red]over[/]"
+        console.print(f"[bold]Wall time: {total:.0f} s[/] ({verdict} the {BUDGET_S // 60}-minute budget)")
         return 0 if all(run.outcome and run.outcome.status == "promoted" for run in runs) else 1
     finally:
         if gateway is not None:
@@ -174,9 +182,16 @@ def users_and_oracle(client: GatewayClient, runs: list[TenantRun], requests: int
             app = client.openai(run.key)
             examples = demo_tasks.examples(tenant.task, requests, seed=1)
             run.before = demo_users.send(
-                app, examples, model=tenant.alias, max_tokens=tenant.max_tokens, on_done=lambda: progress.advance(asked)
+                app,
+                examples,
+                model=tenant.alias,
+                max_tokens=tenant.max_tokens,
+                concurrency=USERS_CONCURRENCY,
+                on_done=lambda: progress.advance(asked),
             )
-            run.ratings = demo_users.rate(app, run.before, on_done=lambda: progress.advance(rated))
+            run.ratings = demo_users.rate(
+                app, run.before, concurrency=USERS_CONCURRENCY, on_done=lambda: progress.advance(rated)
+            )
             app.close()
 
         with ThreadPoolExecutor(max_workers=len(runs)) as pool:
@@ -195,6 +210,7 @@ def after_promotion(client: GatewayClient, runs: list[TenantRun], console: Conso
                 examples,
                 model=run.tenant.alias,
                 max_tokens=run.tenant.max_tokens,
+                concurrency=USERS_CONCURRENCY,
                 on_done=_advance(progress, task),
             )
             app.close()
@@ -218,6 +234,25 @@ def summary(runs: list[TenantRun]) -> Table:
             f"{demo_users.accuracy(run.before):.0%} [dim]({_served_by(run.before)})[/]",
             f"[bold]{demo_users.accuracy(run.after):.0%}[/] [dim]({_served_by(run.after)})[/]",
         )
+    return table
+
+
+def samples_table(runs: list[TenantRun], per_tenant: int = 3) -> Table:
+    """The same held-out prompts answered by the base model and by the promoted adapter (from the run's report)."""
+    table = Table(title="Sample answers, base model vs promoted adapter", title_justify="left", show_lines=True)
+    for column in ("tenant", "request (end)", "right answer", "base model", "promoted adapter"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        report = run.outcome.report if run.outcome else None
+        samples = [s for s in (report.samples if report else []) if s.split == "held_out"][:per_tenant]
+        for sample in samples:
+            table.add_row(
+                run.tenant.id,
+                sample.prompt.rsplit("\n", 1)[-1][-90:],
+                sample.expected or "",
+                f"[red]{sample.incumbent[:120]}[/]" if sample.incumbent_score < 1 else sample.incumbent[:120],
+                f"[green]{sample.candidate[:120]}[/]" if sample.candidate_score >= 1 else sample.candidate[:120],
+            )
     return table
 
 
@@ -255,78 +290,3 @@ def _bars(console: Console) -> Progress:
     return Progress(
         TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )
-
-
-class DemoGateway:
-    """`loraflow up` in a child process on free ports, in a fresh var dir (the demo model is kept between demos)."""
-
-    def __init__(self, process: subprocess.Popen, url: str, admin_key: str, log_path: Path) -> None:
-        self.process, self.url, self.admin_key, self.log_path = process, url, admin_key, log_path
-
-    @classmethod
-    def start(cls, var_dir: Path, console: Console, timeout_s: float = 600) -> DemoGateway:
-        if var_dir.exists():
-            for child in var_dir.iterdir():
-                if child.name != "models":  # building the demo model again would only cost time
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-        (var_dir / "logs").mkdir(parents=True, exist_ok=True)
-        port, admin_key = _free_port(), "lf_admin_demo_" + secrets.token_urlsafe(16)
-        env = {
-            **os.environ,
-            "LORAFLOW_VAR_DIR": str(var_dir),
-            "LORAFLOW_PORT": str(port),
-            "LORAFLOW_HOST": "127.0.0.1",
-            "LORAFLOW_ADMIN_KEY": admin_key,
-            "LORAFLOW_DATABASE_URL": "",  # its own SQLite file, whatever this shell points at
-            "LORAFLOW_BASE_MODEL": "tiny-random",
-            "LORAFLOW_ENGINE__URLS": "[]",
-            "LORAFLOW_ENGINE__PORT": str(_free_port()),
-            "LORAFLOW_ENGINE__CPU_THREADS_BIND": "0",  # core 0 for the engine, the rest for training
-            "LORAFLOW_ENGINE__MAX_MODEL_LEN": "2048",
-            "LORAFLOW_RETRIEVAL__ENABLED": "false",
-            "LORAFLOW_TRAINING__RUN_SCHEDULER": "false",  # the demo triggers the nightly job itself
-            "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-        }
-        log_path = var_dir / "logs" / "up.log"
-        command = [str(Path(sys.executable).with_name("loraflow")), "up"]
-        with log_path.open("w") as log:
-            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        gateway = cls(process, f"http://127.0.0.1:{port}", admin_key, log_path)
-        began = time.perf_counter()
-        with console.status("") as status:
-            while time.perf_counter() - began < timeout_s:
-                status.update(f"Starting the gateway and vLLM (log: {log_path})… {time.perf_counter() - began:.0f} s")
-                if process.poll() is not None:
-                    raise RuntimeError(f"`loraflow up` exited ({process.returncode}); its log:\n{_tail(log_path)}")
-                try:
-                    if httpx.get(f"{gateway.url}/ready", timeout=2).status_code == 200:
-                        return gateway
-                except httpx.HTTPError:
-                    pass
-                time.sleep(1)
-        gateway.stop()
-        raise TimeoutError(f"the gateway was not ready after {timeout_s:.0f} s; its log:\n{_tail(log_path)}")
-
-    def stop(self) -> None:
-        """Ctrl-C, as a person would: the gateway stops its engine, and nothing is left running."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"

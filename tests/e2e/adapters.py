@@ -83,3 +83,12 @@ def recipe_adapter(base: Path, cache: Path, name: str, records: list[dict], conf
         shutil.rmtree(out, ignore_errors=True)
         sft.train(config, base, records, out)
     return out
+
+
+def smollm2_routing_adapter(base: Path, cache: Path) -> Path:
+    """SmolLM2 taught to route tickets by our SFT recipe: the real-model tests' adapter, and the benchmarks'."""
+    from trainer.config import TrainingConfig
+
+    records = [{"messages": [*e.messages(), {"role": "assistant", "content": e.answer}]}
+               for e in demo_tasks.examples("routing", 160, seed=1)]  # fmt: skip
+    return recipe_adapter(base, cache, "smollm2-routing", records, TrainingConfig(epochs=3, cpu_threads=1))

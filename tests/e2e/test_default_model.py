@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.e2e.adapters import recipe_adapter
+from tests.e2e.adapters import smollm2_routing_adapter
 from tests.e2e.stack import ADMIN_KEY, CACHE
 from trainer import demo_handbook, demo_tasks, demo_users
-from trainer.config import TrainingConfig
 from trainer.cycle import Cycle
 from trainer.gateway_client import GatewayClient
 from trainer.settings import TrainerSettings
@@ -41,10 +40,7 @@ def test_up_serves_the_default_model_and_it_answers_a_factual_question(default_m
 
 def test_an_adapter_trained_on_the_real_model_changes_its_answers_as_trained(default_model_gateway):
     gateway = default_model_gateway
-    records = [{"messages": [*e.messages(), {"role": "assistant", "content": e.answer}]}
-               for e in demo_tasks.examples("routing", 160, seed=1)]  # fmt: skip
-    config = TrainingConfig(epochs=3, cpu_threads=1)
-    adapter = recipe_adapter(gateway.model_dir, CACHE / "adapters", "smollm2-routing", records, config)
+    adapter = smollm2_routing_adapter(gateway.model_dir, CACHE / "adapters")  # our SFT recipe, cached
     key = gateway.tenant("real-adapter")
     registered = gateway.admin("POST", "/tenants/real-adapter/adapters/router/versions", json={"path": str(adapter)})
     assert registered.status_code == 201, registered.text
