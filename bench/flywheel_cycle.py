@@ -1,9 +1,10 @@
 """Wall time of one full flywheel cycle (dataset → train → evaluate → promote) for 1,000 rated interactions.
 
     python -m bench.flywheel_cycle [--interactions 1000] [--tasks routing,extraction] [--golden 20]
-                                   [--model smollm2-135m-instruct | tiny-random] [--cpu-threads 1]
+                                   [--model smollm2-135m-instruct | tiny-random] [--cpu-threads 1] [--engine-cores 0-1]
 
-One vLLM engine (CPU, bound to one core) on the base model (SmolLM2-135M-Instruct by default) and one gateway
+One vLLM engine (CPU; every core by default, as the demo runs it: set-up, training and evaluation take turns, and an
+idle engine leaves its cores to training) on the base model (SmolLM2-135M-Instruct by default) and one gateway
 process in front of it (recording). Per task, a tenant whose alias the base model serves; simulated users send the
 interactions through the gateway with the `openai` client and an oracle rates each reply (set-up, not part of the
 cycle). Then one cycle runs, as the schedule runs it, with the tenant settings the demo uses, and its stages are
@@ -82,7 +83,8 @@ def markdown(data: dict[str, Any]) -> str:
     text += f"{json.dumps(data['machine'])}\n\n"
     text += (
         f"{data['interactions']} rated interactions per task, {data['golden']} golden items; {data['model']} on CPU, "
-        f"vLLM bound to one core, training on {data['cpu_threads']} torch thread(s). The cycle: dataset from the "
+        f"vLLM on cores {data['engine_cores']}, training on {data['cpu_threads']} torch thread(s). The cycle: dataset "
+        "from the "
         "record, training, registration and staging, evaluation of candidate and base model through the gateway, "
         "gate, promotion.\n\n"
     )
@@ -116,6 +118,7 @@ def main() -> None:
     parser.add_argument("--golden", type=int, default=20)
     parser.add_argument("--model", default=SMOLLM2, choices=[SMOLLM2, BASE_NAME])
     parser.add_argument("--cpu-threads", type=int, default=1, help="torch threads while training (the tenant setting)")
+    parser.add_argument("--engine-cores", default="0-1", help="VLLM_CPU_OMP_THREADS_BIND of the engine")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
 
@@ -123,8 +126,7 @@ def main() -> None:
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="loraflow-bench-") as tmp:
         work = Path(tmp)
-        # core 0: the engine; the other: training
-        engine, engine_url = start_engine(model, work, threads_bind="0", served_name=args.model)
+        engine, engine_url = start_engine(model, work, threads_bind=args.engine_cores, served_name=args.model)
         gateway = None
         try:
             gateway = GatewayProcess(
@@ -154,6 +156,7 @@ def main() -> None:
         "machine": results_file.machine(),
         "model": args.model,
         "cpu_threads": args.cpu_threads,
+        "engine_cores": args.engine_cores,
         "interactions": args.interactions,
         "golden": args.golden,
         "runs": runs,

