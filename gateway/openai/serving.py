@@ -31,7 +31,7 @@ from gateway.errors import (
 from gateway.grounding import Context, Grounder
 from gateway.openai.completion_ids import new_completion_id
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.openai.streaming import SSERelay, SSEResponse, Write
+from gateway.openai.streaming import SSERelay, SSEResponse, Write, loads, rewrite_answer
 from gateway.request_body import read_json
 
 Endpoint = Literal["chat", "completion"]
@@ -186,7 +186,8 @@ class CompletionService:
 
     async def _respond(self, upstream: Upstream, exchange: Exchange) -> Response:
         try:
-            data = json.loads(await upstream.response.read())
+            raw = await upstream.response.read()
+            data = loads(raw)
         except TransportError as exc:
             raise self._failed(exchange, _transport_error(exc)) from None
         except ValueError:
@@ -195,19 +196,16 @@ class CompletionService:
             await upstream.aclose()
         if not isinstance(data, dict):
             raise self._failed(exchange, UpstreamError("The engine sent a response that is not a JSON object."))
-        data["id"] = exchange.completion_id
-        data["model"] = exchange.target.public_model
-        if exchange.context is not None:  # extension field
-            data["retrieval"] = {"sources": exchange.context.sources}
         choice = (data.get("choices") or [{}])[0]
         exchange.response_text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
         exchange.finish_reason = choice.get("finish_reason")
         exchange.usage = data.get("usage")
         exchange.first_token_at = exchange.ended = time.perf_counter()
         self._notify(exchange)
-        return Response(
-            json.dumps(data).encode(), media_type="application/json", headers=self.response_headers(exchange)
-        )
+        # The extension field `retrieval` names the sources of a grounded answer.
+        extra = {"retrieval": {"sources": exchange.context.sources}} if exchange.context is not None else {}
+        body = rewrite_answer(raw, data, exchange.completion_id, exchange.target.public_model, extra)
+        return Response(body, media_type="application/json", headers=self.response_headers(exchange))
 
     async def _relay(self, upstream: Upstream, relay: SSERelay, exchange: Exchange, write: Write) -> None:
         """Relay the engine's stream to the client; the events of each read of the engine's bytes go out as they

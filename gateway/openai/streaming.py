@@ -1,8 +1,11 @@
-"""Relaying an engine's SSE stream: split it into events, put the client's names back, keep a transcript.
+"""Relaying an engine's answers, streamed (SSE: split into events, a transcript kept) or whole, with the client's
+names put back.
 
 The engine names its response after the opaque adapter name and its own request id; the client must see the model
 it asked for and the completion id the record keeps. The rewrite is a byte replacement of two JSON members
-(the engine writes compact JSON), with a parse-and-dump fallback if that ever stops matching.
+(the engine writes compact JSON), with a parse-and-dump fallback if that ever stops matching. What the record
+needs of an answer is read with orjson (a few times faster than the standard library on the engine's small
+chunks), and with the standard library wherever orjson refuses what it accepts (NaN, lone surrogates).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import orjson
 from starlette.responses import Response
 
 DONE = b"data: [DONE]"
@@ -34,7 +38,7 @@ class Transcript:
         usage = None
         for event in self.events:
             try:
-                chunk = json.loads(event[6:])
+                chunk = loads(event[6:])
             except ValueError:
                 continue
             if not isinstance(chunk, dict):
@@ -49,6 +53,32 @@ class Transcript:
                     text.append(piece)
                 finish_reason = choice.get("finish_reason") or finish_reason
         return "".join(text), finish_reason, usage
+
+
+def loads(data: bytes) -> Any:
+    """JSON the engine wrote. Raises ValueError if it is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def rewrite_answer(
+    raw: bytes, data: dict[str, Any], completion_id: str, public_model: str, extra: dict[str, Any]
+) -> bytes:
+    """A whole answer as the client gets it: the engine's bytes with its id and model replaced (and `extra` members
+    added at the end); re-encoded from `data` only if the engine's JSON is not laid out as expected."""
+    if isinstance(data.get("id"), str) and isinstance(data.get("model"), str):
+        id_from = b'"id":' + orjson.dumps(data["id"])
+        model_from = b'"model":' + orjson.dumps(data["model"])
+        body = raw.rstrip()
+        if body.startswith(b"{" + id_from) and model_from in body and body.endswith(b"}"):
+            body = body.replace(id_from, b'"id":' + orjson.dumps(completion_id), 1)
+            body = body.replace(model_from, b'"model":' + orjson.dumps(public_model), 1)
+            for name, value in extra.items():
+                body = body[:-1] + b"," + orjson.dumps(name) + b":" + orjson.dumps(value) + b"}"
+            return body
+    return json.dumps({**data, "id": completion_id, "model": public_model, **extra}).encode()
 
 
 class SSERelay:
