@@ -316,7 +316,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     upstream = Upstream(work, args.client_cores, args.token_interval_ms, 20)
     results: dict[str, Any] = {"cases": {}, "idle_cpu_per_s": {}}
     try:
-        wanted = args.cases.split(",")
+        wanted = [name for name in args.cases.split(",") if name]
         plain_cases = [name for name in wanted if name != "grounded"]
         if plain_cases or args.rates:
             gateway = Gateway(upstream, work / "gateway", model, args.gateway_cores, source=source)
@@ -454,7 +454,7 @@ def main() -> None:
     parser.add_argument("--grounded-requests", type=int, default=300, help="cap for the grounded case")
     parser.add_argument("--levels", default="1,4,16,64")
     parser.add_argument("--cases", default="base,alias,pinned,grounded")
-    parser.add_argument("--rates", default="250,500,750,1000,1250,1500,2000,2500,3000",
+    parser.add_argument("--rates", default="100,200,300,400,600,800,1000,1250,1500,2000,2500,3000",
                         help="open-loop rates to each target for the highest sustained rate; empty: skip")  # fmt: skip
     parser.add_argument("--rate-seconds", type=float, default=4.0)
     parser.add_argument("--token-interval-ms", type=float, default=2.0)

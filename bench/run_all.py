@@ -14,9 +14,10 @@ BENCHMARKS = [
     ("gateway_latency", [], ["--requests", "60", "--levels", "1,4"]),
     (
         "gateway_overhead",
-        [],
-        "--requests 300 --stream-requests 40 --levels 1,16 --cases base,alias --rates 250".split(),
+        ["--workers", "1,2,4"],
+        ["--requests", "300", "--stream-requests", "40", "--levels", "1,16", "--cases", "base,alias", "--rates", "250"],
     ),
+    ("sqlite_workers", [], ["--workers", "1,2", "--seconds", "5"]),
     ("record_writer", [], ["--rows", "20000"]),
     ("retrieval", [], ["--quick"]),
     ("retrieval_ttft", [], ["--requests", "20"]),

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -27,9 +28,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, timeout_s: float) -> None:
+def wait_for(url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the process behind {url} exited; see its log")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -163,7 +166,7 @@ class Gateway(Pinned):
         # cwd is the work directory: `python -m` puts the cwd first on sys.path, ahead of PYTHONPATH.
         super().__init__(name, command, cores, workdir / f"{name}.log", environment, workdir)
         try:
-            wait_for(f"{self.url}/ready", 600)
+            wait_for(f"{self.url}/ready", 600, alive=lambda: self.process.poll() is None)
         except BaseException:
             self.stop()
             raise

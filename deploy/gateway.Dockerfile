@@ -52,7 +52,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     XDG_CACHE_HOME=/tmp/.cache \
     LORAFLOW_VAR_DIR=/var/lib/loraflow \
     LORAFLOW_HOST=0.0.0.0 \
-    LORAFLOW_PORT=8000
+    LORAFLOW_PORT=8000 \
+    LORAFLOW_WORKERS=1
 WORKDIR /home/loraflow
 USER 10001:10001
 EXPOSE 8000
@@ -61,4 +62,6 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
 ENTRYPOINT ["loraflow"]
 # Attach mode: the engine URLs come from LORAFLOW_ENGINE__URLS or --engine-url; a container never starts vLLM.
+# LORAFLOW_WORKERS=N (`up --workers N`): N gateway processes on the one port, one per core the container gets
+# (at most 4 on the embedded SQLite database; with PostgreSQL, any).
 CMD ["up", "--host", "0.0.0.0", "--port", "8000"]

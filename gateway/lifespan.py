@@ -194,14 +194,14 @@ def start_recorder(settings: Settings, db: Engine, tokens: FeedbackTokens, metri
     """The record's batched writer on its own thread, and the recorder that hands it every completion."""
     writer = InteractionWriter(db, settings.record, settings.record.spill_dir or settings.var_dir / "spill")
     writer.start()
-    metrics.watch(lambda: writer_metrics(writer.stats()))
+    metrics.watch(lambda: writer_metrics(writer.stats()), per_process=True)
     return Recorder(writer, tokens)
 
 
 def start_background(gw: Gateway) -> None:
     """The loops that run beside the requests: the supervised engine, engine reconciliation, the registry poll,
     the record's jobs (stats for /metrics, retention purge), the fine-tuning jobs' checks and lost-trainer watch,
-    the canaries' decisions."""
+    the canaries' decisions, and, in one of several workers, the copy of its own metrics into the shared files."""
     if gw.settings.managed_engine:
         gw.engine_process = managed_engine(gw.settings)
         gw.tasks.append(asyncio.create_task(gw.engine_process.supervise(), name="engine-supervisor"))
@@ -211,6 +211,8 @@ def start_background(gw: Gateway) -> None:
     gw.tasks.extend(start_record_jobs(gw))
     gw.tasks.append(asyncio.create_task(gw.fine_tuning.run(), name="fine-tuning"))
     gw.tasks.append(asyncio.create_task(gw.canaries.run(), name="canaries"))
+    if gw.metrics.shared_dir:  # one of several workers (gateway/server.py): its own counts into the shared files
+        gw.tasks.append(asyncio.create_task(gw.metrics.mirror_forever(), name="metrics-mirror"))
 
 
 def managed_engine(settings: Settings) -> ChildProcess:

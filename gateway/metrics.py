@@ -1,15 +1,22 @@
 """Prometheus metrics: requests, latency, time to first token, tokens, per-adapter-version counts, engine state.
 
 Each app has its own registry (several apps can live in one test process); engine state is read at scrape time.
+Under `loraflow up --workers N` (gateway/server.py) a scrape reaches one worker of several: counters and histograms
+then live in prometheus_client's shared files (its multiprocess mode) and a scrape sums every worker's; what a worker
+counts on its own at scrape time (the record's writer) is copied there every second; what every worker sees alike
+(engines, the record's statistics, canaries) is read by the worker that answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -22,6 +29,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # set: one of several workers
+        self._read_at_scrape: list[Collector] = []
+        self._mirrors: list[_Mirror] = []
         r = self.registry
         self.http_requests = Counter(
             "loraflow_http_requests_total", "HTTP requests by route and status.", ["route", "status"], registry=r
@@ -70,14 +80,35 @@ class Metrics:
         self._http_requests(route, str(status)).inc()
 
     def watch_engines(self, pool: EnginePool) -> None:
-        self.registry.register(_EngineCollector(pool))
+        self._add(_EngineCollector(pool))
 
-    def watch(self, collect: Callable[[], Iterable[Any]]) -> None:
-        """Add metrics computed at scrape time (other parts' state: the record's writer, ...)."""
-        self.registry.register(_FunctionCollector(collect))
+    def watch(self, collect: Callable[[], Iterable[Any]], *, per_process: bool = False) -> None:
+        """Add metrics computed at scrape time (other parts' state: the record's writer, ...). `per_process`: what
+        this process alone counts, summed over the workers when there are several."""
+        if per_process and self.shared_dir:
+            self._mirrors.append(_Mirror(collect))
+        else:
+            self._add(_FunctionCollector(collect))
+
+    def _add(self, collector: Collector) -> None:
+        self.registry.register(collector)
+        self._read_at_scrape.append(collector)
+
+    async def mirror_forever(self, interval_s: float = 1.0) -> None:
+        """Copy the per-process metrics into the shared files, every `interval_s`, until cancelled."""
+        while True:
+            for mirror in self._mirrors:
+                mirror.copy()
+            await asyncio.sleep(interval_s)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.shared_dir:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.shared_dir)
+        for collector in self._read_at_scrape:
+            registry.register(collector)
+        return generate_latest(registry)
 
 
 def _children(metric: Any) -> Callable[..., Any]:
@@ -92,6 +123,36 @@ def _children(metric: Any) -> Callable[..., Any]:
             return found
 
     return child
+
+
+class _Mirror:
+    """What one worker counts on its own, copied into prometheus_client's shared files: counters by their increase
+    (summed over every worker that ran), gauges by their value (summed over the living workers)."""
+
+    def __init__(self, collect: Callable[[], Iterable[Any]]) -> None:
+        self._collect = collect
+        self._metrics: dict[str, Any] = {}
+        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def copy(self) -> None:
+        for family in self._collect():
+            for sample in family.samples:
+                if family.type == "counter" and sample.name.endswith("_total"):
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    increase = sample.value - self._last.get(key, 0.0)
+                    self._last[key] = sample.value
+                    if increase > 0:
+                        self._metric(Counter, family, sample.labels).inc(increase)
+                elif family.type == "gauge":
+                    self._metric(Gauge, family, sample.labels).set(sample.value)
+
+    def _metric(self, kind: type, family: Any, labels: dict[str, str]) -> Any:
+        metric = self._metrics.get(family.name)
+        if metric is None:
+            mode = {"multiprocess_mode": "livesum"} if kind is Gauge else {}
+            metric = kind(family.name, family.documentation, sorted(labels), registry=None, **mode)
+            self._metrics[family.name] = metric
+        return metric.labels(**labels) if labels else metric
 
 
 class _EngineCollector(Collector):

@@ -16,7 +16,6 @@ from typing import Annotated
 
 import httpx
 import typer
-import uvicorn
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -26,6 +25,7 @@ from gateway.child_process import ChildProcess
 from gateway.cli.banner import DEMO_TENANT, print_banner
 from gateway.cli.client import gateway_url
 from gateway.dev_keys import with_dev_keys
+from gateway.server import SQLITE_MAX_WORKERS, TooManyWorkers, check_workers, serve
 from gateway.settings import Settings, load_settings
 from gateway.store.db import make_engine, make_sessions, migrate
 
@@ -45,6 +45,14 @@ def up(
             help="smollm2-135m-instruct (default), tiny-random, a .gguf file, or a Hugging Face id or directory."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar="LORAFLOW_WORKERS",
+            help=f"Gateway processes on the one port, one a core (LORAFLOW_WORKERS). With SQLite at most "
+            f"{SQLITE_MAX_WORKERS}; with PostgreSQL any.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the gateway (and, unless --engine-url is given, a vLLM engine it supervises)."""
     overrides: dict[str, object] = {
@@ -53,6 +61,11 @@ def up(
     if engine_url:
         overrides["engine"] = {"urls": engine_url}
     settings = with_dev_keys(load_settings(**overrides))
+    try:
+        check_workers(settings, workers)
+    except TooManyWorkers as refused:
+        out.print(f"[red]{refused}[/]")
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -68,9 +81,7 @@ def up(
     try:
         # uvicorn re-raises Ctrl-C after its graceful shutdown (which stopped the engine): nothing left to do.
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.run(
-                create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
-            )
+            serve(settings, create_app, workers)
     finally:
         if scheduler is not None:
             scheduler.stop()

@@ -10,6 +10,7 @@ engine; an engine 404 for a version the registry has means: load it there, retry
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections import Counter
@@ -26,6 +27,7 @@ from gateway.errors import EngineUnavailable
 log = logging.getLogger(__name__)
 
 PathFor = Callable[[str], Awaitable[str]]  # artifact -> a path the engine can load
+FIRST_CHECK_WAIT_S = 10.0  # the health check's own timeout is 5 s
 
 
 @dataclass
@@ -88,6 +90,9 @@ class EnginePool:
         self._inflight: Counter[str] = Counter()  # per engine name (adapter version), for draining
         self._drained = asyncio.Condition()
         self._draining = 0  # drain() calls waiting: a request that ends wakes them only when there are some
+        # Set once every engine has been checked: a request that comes before (a worker that has just started,
+        # next to others already serving) waits for that check rather than being told that no engine is up.
+        self._checked = asyncio.Event()
         self._load_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def aclose(self) -> None:
@@ -102,6 +107,7 @@ class EnginePool:
 
     async def reconcile(self, wanted: dict[str, VersionRef]) -> None:
         await asyncio.gather(*(self._reconcile(engine, wanted) for engine in self.engines))
+        self._checked.set()
 
     async def _reconcile(self, engine: Engine, wanted: dict[str, VersionRef]) -> None:
         try:
@@ -177,6 +183,9 @@ class EnginePool:
         engine_name = version.engine_name if version else None
         tried: set[str] = set()
         reloaded = False
+        if not self._checked.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._checked.wait(), FIRST_CHECK_WAIT_S)
         while True:
             engine = self._pick(engine_name, exclude=tried)
             if version is not None and version.engine_name not in engine.loaded:

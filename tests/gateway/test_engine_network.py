@@ -8,12 +8,10 @@ which is how the engine learns that the client went away.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 
 import openai
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
@@ -21,27 +19,9 @@ from gateway.engine.transport import AiohttpTransport, ConnectFailed, HttpxTrans
 from gateway.settings import EngineSettings, Settings
 from tests.fake_engine import FakeEngine
 from tests.gateway.conftest import BASE, Env, fake_adapter, make_settings
+from tests.gateway.network_support import Served
 
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-class Served:
-    """An ASGI app on 127.0.0.1, in a thread, for as long as the `with` lasts."""
-
-    def __init__(self, app) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            threading.Event().wait(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def on_engines(settings: Settings, url: str) -> Settings:
