@@ -112,20 +112,38 @@ class _AiohttpResponse:
         except aiohttp.ClientError as exc:
             raise TransportError(exc) from exc
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for data in self._response.content.iter_any():
-                yield data
-        except aiohttp.ServerTimeoutError as exc:
-            raise ReadTimeout(exc) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(exc) from exc
+    def chunks(self) -> AsyncIterator[bytes]:
+        return _Chunks(self._response.content)
 
     async def aclose(self) -> None:
         if self._response.content.at_eof():
             self._response.release()  # read to the end: the connection goes back to the pool
         else:
             self._response.close()  # closing the connection is what tells the engine to abort the request
+
+
+class _Chunks:
+    """A body's bytes as they arrive, straight from aiohttp's reader: one call a chunk of a stream, no generator
+    between (a stream is ~20 of them)."""
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            data = await self._content.readany()
+        except aiohttp.ServerTimeoutError as exc:
+            raise ReadTimeout(exc) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(exc) from exc
+        if not data:
+            raise StopAsyncIteration
+        return data
 
 
 class HttpxTransport:
