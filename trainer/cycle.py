@@ -125,11 +125,16 @@ def run_stages(run: Run) -> tuple[Status, str]:
     data = stages.build_dataset(run, plan)
     log.info("%s/%s: %s", run.tenant, run.alias, data.counts.model_dump_json())
     checks = stages.check_ratings(run, plan, data)
-    trained = stages.train(run, plan, data)
-    candidate = stages.register(run, plan, data, trained)
-    log.info("%s/%s: registered %s", run.tenant, run.alias, candidate.name)
-    stages.stage(run, candidate)
-    scored = stages.evaluate_candidate(run, plan, data, candidate, checks)
+    # The incumbent's answers do not depend on the candidate: the engine gives them while the candidate trains.
+    incumbent = stages.IncumbentAnswers(run, plan, stages.eval_items(data, checks))
+    try:
+        trained = stages.train(run, plan, data)
+        candidate = stages.register(run, plan, data, trained)
+        log.info("%s/%s: registered %s", run.tenant, run.alias, candidate.name)
+        stages.stage(run, candidate)
+        scored = stages.evaluate_candidate(run, plan, data, candidate, checks, incumbent)
+    finally:
+        incumbent.close()
     status, reason = stages.decide(run, plan, candidate, scored, checks)
     log.info("%s/%s: %s %s", run.tenant, run.alias, status, candidate.name)
     return status, reason

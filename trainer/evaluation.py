@@ -7,6 +7,7 @@ base model by its public name for a first adapter. Greedy decoding (temperature 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -77,6 +78,30 @@ def answer(client: openai.OpenAI, model: str, item: EvalItem, max_tokens: int) -
     return chat.choices[0].message.content or ""
 
 
+def answers(
+    client: openai.OpenAI,
+    items: Sequence[EvalItem],
+    model: str,
+    *,
+    max_tokens: int,
+    concurrency: int = 4,
+    stop: threading.Event | None = None,
+) -> list[str]:
+    """One model's greedy answers to every item, a few requests in flight; `stop` ends it before its next request."""
+
+    def one(item: EvalItem) -> str:
+        if stop is not None and stop.is_set():
+            raise Cancelled("stopped")
+        return answer(client, model, item, max_tokens)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="answers") as pool:
+        return list(pool.map(one, items))
+
+
+class Cancelled(Exception):
+    """Answers no longer wanted (the run ended before it needed them)."""
+
+
 def evaluate(
     client: openai.OpenAI,
     items: Sequence[EvalItem],
@@ -87,10 +112,13 @@ def evaluate(
     max_tokens: int,
     concurrency: int = 4,
     on_progress: Callable[[int, int, float], None] | None = None,
+    incumbent_outputs: Sequence[str] | None = None,
 ) -> Scored:
-    """Both models answer every item; a request that fails (after the client's retries) fails the evaluation."""
+    """Both models answer every item (the incumbent not, when its `incumbent_outputs` were asked for already); a
+    request that fails (after the client's retries) fails the evaluation."""
     started = time.perf_counter()
-    jobs = [(model, index) for index in range(len(items)) for model in (candidate, incumbent)]
+    models = (candidate,) if incumbent_outputs is not None else (candidate, incumbent)
+    jobs = [(model, index) for index in range(len(items)) for model in models]
     outputs: dict[tuple[str, int], str] = {}
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="evaluate")
     try:
@@ -104,11 +132,12 @@ def evaluate(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the queued requests, not the running ones
     candidate_outputs = [outputs[(candidate, i)] for i in range(len(items))]
-    incumbent_outputs = [outputs[(incumbent, i)] for i in range(len(items))]
+    if incumbent_outputs is None:
+        incumbent_outputs = [outputs[(incumbent, i)] for i in range(len(items))]
     return Scored(
         items=list(items),
         candidate_outputs=candidate_outputs,
-        incumbent_outputs=incumbent_outputs,
+        incumbent_outputs=list(incumbent_outputs),
         candidate=[score_item(item, out, scorers) for item, out in zip(items, candidate_outputs, strict=True)],
         incumbent=[score_item(item, out, scorers) for item, out in zip(items, incumbent_outputs, strict=True)],
     )

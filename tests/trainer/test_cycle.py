@@ -7,6 +7,7 @@ import copy
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,10 +163,38 @@ def test_evaluation_goes_through_an_unrecorded_key_that_is_revoked_after(make_cy
 
 
 def test_the_candidate_is_staged_before_it_is_evaluated(make_cycle, gateway):
+    asked_at: list[int] = []  # where, among the gateway's calls, each question to the candidate came
+    answer = gateway.answer
+
+    def spy(model, messages):
+        if model == "support@1":
+            asked_at.append(len(gateway.calls))
+        return answer(model, messages)
+
+    gateway.answer = spy
     make_cycle().run(TENANT, ALIAS)
     stage = gateway.calls.index(f"POST /admin/tenants/{TENANT}/adapters/{ALIAS}/versions/1/stage")
-    first_completion = gateway.calls.index("POST /v1/chat/completions")
-    assert stage < first_completion
+    assert asked_at and stage < min(asked_at)
+
+
+def test_the_incumbent_answers_while_the_candidate_trains(make_cycle, gateway):
+    """The base model's answers do not depend on the candidate: the engine gives them during training, once."""
+    asked_in_training: list[int] = []
+
+    def on_step(step: int) -> None:
+        if step == 3:  # training waits here until the incumbent has been asked: it is asked now, not after
+            deadline = time.monotonic() + 10
+            while not any(model == BASE_NAME for _, model in gateway.completions):
+                assert time.monotonic() < deadline, "the incumbent was not asked during training"
+                time.sleep(0.01)
+            asked_in_training.append(step)
+
+    outcome = make_cycle(recipe=FakeRecipe(on_step=on_step)).run(TENANT, ALIAS)
+    assert outcome.status == "promoted", outcome.reason
+    assert asked_in_training == [3]
+    held_out = the_run(gateway)["report"]["data"]["held_out"]
+    assert sum(model == BASE_NAME for _, model in gateway.completions) == held_out  # each item asked once
+    assert any("asked while the candidate trained" in note for note in outcome.report.notes)
 
 
 def test_progress_and_stages_reach_the_run(make_cycle, gateway):
