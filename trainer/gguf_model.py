@@ -140,8 +140,6 @@ def convert(
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             _plain_config(staging / "config.json")
-            if sampling:
-                _merge_json(staging / "generation_config.json", sampling)
             del model
 
         with stages.stage("check a greedy answer") as step:
@@ -157,6 +155,8 @@ def convert(
             if check.expect and check.expect.lower() not in answer.lower():
                 raise PreparationError(f"the model answers {check.prompt!r} with {answer!r}, not {check.expect!r}")
 
+        if sampling:  # after the greedy check, which sampling defaults would only draw warnings from
+            _merge_json(staging / "generation_config.json", sampling)
         marker = {
             "format_version": FORMAT_VERSION,
             "source": gguf_path.name,
