@@ -12,6 +12,11 @@ import time
 
 BENCHMARKS = [
     ("gateway_latency", [], ["--requests", "60", "--levels", "1,4"]),
+    (  # the same on the default model, SmolLM2, with an adapter our recipe trained
+        "gateway_latency",
+        ["--model", "smollm2-135m-instruct", "--requests", "48", "--max-tokens", "32"],
+        ["--model", "smollm2-135m-instruct", "--requests", "12", "--levels", "1,4", "--max-tokens", "16"],
+    ),
     (
         "gateway_overhead",
         ["--workers", "1,2,4"],
@@ -21,7 +26,7 @@ BENCHMARKS = [
     ("record_writer", [], ["--rows", "20000"]),
     ("retrieval", [], ["--quick"]),
     ("retrieval_ttft", [], ["--requests", "20"]),
-    ("training_throughput", ["--threads", "1"], ["--threads", "1", "--rounds", "1"]),
+    ("training_throughput", ["--threads", "1"], ["--threads", "1", "--rounds", "1", "--examples", "64"]),
     ("flywheel_cycle", [], ["--interactions", "300", "--tasks", "routing"]),
     ("scale_out", [], ["--flips", "4", "--load-s", "12"]),
     ("canary_simulation", [], ["--quick"]),
