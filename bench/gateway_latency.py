@@ -107,7 +107,7 @@ async def interleaved(client, targets, stream, max_tokens, samples, concurrency:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def run(targets: list[Target], levels: list[int], requests: int, max_tokens: int) -> dict:
+async def run(targets: list[Target], levels: list[int], requests: int, max_tokens: int, rounds: int = 3) -> dict:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     results: dict = {}
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
@@ -118,7 +118,7 @@ async def run(targets: list[Target], levels: list[int], requests: int, max_token
             samples = {(t.name, s): Samples() for t in targets for s in (False, True)}
             for stream in (False, True):  # latency and time to first token: interleaved
                 await interleaved(client, targets, stream, max_tokens, samples, level, requests)
-            for round_ in range(3):  # throughput: each target on its own, in turns
+            for round_ in range(rounds):  # throughput: each target on its own, in turns
                 order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
                 for stream in (False, True):
                     for target in order:
@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--model", default=BASE_NAME, choices=[BASE_NAME, SMOLLM2], help="the base model served")
+    parser.add_argument("--throughput-rounds", type=int, default=3, help="throughput batches per target and mode")
     parser.add_argument(
         "--engine-cores",
         default="0",
@@ -224,7 +225,7 @@ def main() -> None:
             engine_names = [m["id"] for m in httpx.get(f"{engine_url}/v1/models").json()["data"] if m.get("parent")]
             targets.insert(0, Target("direct", engine_url, engine_names[0]))
             print(f"engine {engine_url}; gateways {plain.url} (record off), {recorded.url} (record on)")
-            results = asyncio.run(run(targets, levels, args.requests, args.max_tokens))
+            results = asyncio.run(run(targets, levels, args.requests, args.max_tokens, args.throughput_rounds))
         finally:
             for gateway in gateways:
                 gateway.stop()

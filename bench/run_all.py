@@ -14,8 +14,8 @@ BENCHMARKS = [
     ("gateway_latency", [], ["--requests", "60", "--levels", "1,4"]),
     (  # the same on the default model, SmolLM2, with an adapter our recipe trained
         "gateway_latency",
-        ["--model", "smollm2-135m-instruct", "--requests", "48", "--max-tokens", "32"],
-        ["--model", "smollm2-135m-instruct", "--requests", "12", "--levels", "1,4", "--max-tokens", "16"],
+        ["--model", "smollm2-135m-instruct", "--requests", "16", "--max-tokens", "16", "--throughput-rounds", "1"],
+        ["--model", "smollm2-135m-instruct", "--requests", "8", "--levels", "1,4", "--throughput-rounds", "1"],
     ),
     (
         "gateway_overhead",
