@@ -33,10 +33,10 @@ async def wait_for_interaction(
     `writer.pending_tenant(completion_id) == tenant_id`, the database is down and the row is spilled: a 503.
     """
     owner = writer.pending_tenant(completion_id) if writer is not None else None
-    if owner is not None:
+    if writer is not None and owner is not None:
         if owner != tenant_id:
             return False
-        if await writer.wait_written(completion_id, wait_s):  # type: ignore[union-attr]
+        if await writer.wait_written(completion_id, wait_s):
             return True
         # Still pending here; but a spill of this process may have been replayed by another one meanwhile.
         return await anyio.to_thread.run_sync(interaction_tenant, engine, completion_id) == tenant_id

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
@@ -198,8 +199,8 @@ def list_promotions(tenant_id: str, alias: str, gw: AdminDep) -> list[PromotionO
         return [PromotionOut.of(p, numbers, alias) for p in registry.list_promotions(session, adapter)]
 
 
-def _adapter_out(session: object, adapter: registry.Adapter) -> AdapterOut:
-    versions: list[AdapterVersion] = registry.list_versions(session, adapter)  # type: ignore[arg-type]
+def _adapter_out(session: Session, adapter: registry.Adapter) -> AdapterOut:
+    versions: list[AdapterVersion] = registry.list_versions(session, adapter)
     production = next((v for v in versions if v.id == adapter.production_version_id), None)
     return AdapterOut(
         alias=adapter.alias,

@@ -6,11 +6,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -127,7 +127,7 @@ def _print_stored(tenant: str, stored: list[dict[str, Any]], asked: int) -> None
     table = Table(title=f"Documents stored for {tenant}", title_justify="left")
     for column, justify in (("name", "left"), ("id", "left"), ("chunks", "right"), ("bytes", "right"),
                             ("", "left")):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=cast(JustifyMethod, justify))
     for doc in stored:
         state = "[dim]unchanged[/]" if doc["existing"] else "[green]new[/]"
         table.add_row(doc["name"], doc["id"], str(doc["chunk_count"]), str(doc["size_bytes"]), state)

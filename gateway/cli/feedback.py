@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, cast
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -128,7 +128,7 @@ def stats(tenant: Tenant, since: Since = None, until: Until = None, url: Url = N
     table = Table(title=f"Feedback of {tenant}", title_justify="left")
     for column, justify in (("version", "left"), ("interactions", "right"), ("👍", "right"), ("👎", "right"),
                             ("up-rate (95% interval)", "right")):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=cast(JustifyMethod, justify))
     for row in body["data"]:
         table.add_row(row["model"], str(row["interactions"]), str(row["up"]), str(row["down"]), _rate(row))
     out.print(table)

@@ -44,9 +44,10 @@ from gateway.request_body import read_body
 from gateway.retrieval_service import require
 from gateway.state import Gateway
 from gateway.training_api import runs
-from gateway.training_api.review import review
+from gateway.training_api.review import Verdict, review
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+VERDICTS: dict[str, Verdict] = {"approve": "approve", "reject": "reject"}
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 
@@ -208,10 +209,10 @@ async def review_run(request: Request, tenant_id: str, run_id: str, viewer: View
     """A person's verdict on a candidate the gate held for review: the training API's own review."""
     check_changeable(viewer, tenant_id)
     fields = await read_form(request, viewer)
-    verdict = fields.get("verdict", "")
-    if verdict not in ("approve", "reject"):
+    verdict: Verdict | None = VERDICTS.get(fields.get("verdict", ""))
+    if verdict is None:
         raise BadRequest("Choose approve or reject.", param="verdict")
-    await review(gw, tenant_id, run_id, verdict, fields.get("reason", "").strip()[:1000])  # type: ignore[arg-type]
+    await review(gw, tenant_id, run_id, verdict, fields.get("reason", "").strip()[:1000])
     return _back(f"/console/tenants/{tenant_id}/runs/{run_id}", done=verdict)
 
 

@@ -95,16 +95,16 @@ def line_chart(
         hue, dash = colour(index), DASHES[index % len(DASHES)]
         legend.append((line.name, hue, dash))
         ordered = sorted(line.points, key=lambda p: p.x)
-        banded = [p for p in ordered if p.low is not None and p.high is not None]
-        if len(banded) >= 2:
-            upper = [f"{x(p.x):.1f},{y(p.high):.1f}" for p in banded]  # type: ignore[arg-type]
-            lower = [f"{x(p.x):.1f},{y(p.low):.1f}" for p in reversed(banded)]  # type: ignore[arg-type]
+        band = [(p.x, p.low, p.high) for p in ordered if p.low is not None and p.high is not None]
+        if len(band) >= 2:
+            upper = [f"{x(at):.1f},{y(high):.1f}" for at, _, high in band]
+            lower = [f"{x(at):.1f},{y(low):.1f}" for at, low, _ in reversed(band)]
             parts.append(f'<polygon class="band" points="{" ".join(upper + lower)}" fill="{hue}" opacity="0.18"/>')
-        elif len(banded) == 1:
-            p = banded[0]
+        elif len(band) == 1:
+            at, low, high = band[0]
             parts.append(
-                f'<line class="band" x1="{x(p.x):.1f}" x2="{x(p.x):.1f}" y1="{y(p.low):.1f}" '  # type: ignore[arg-type]
-                f'y2="{y(p.high):.1f}" stroke="{hue}" stroke-width="8" opacity="0.25"/>'  # type: ignore[arg-type]
+                f'<line class="band" x1="{x(at):.1f}" x2="{x(at):.1f}" y1="{y(low):.1f}" '
+                f'y2="{y(high):.1f}" stroke="{hue}" stroke-width="8" opacity="0.25"/>'
             )
         coords = " ".join(f"{x(p.x):.1f},{y(p.y):.1f}" for p in ordered)
         parts.append(
