@@ -302,7 +302,7 @@ def profile(gateway: Gateway, path: Path) -> subprocess.Popen:
     `python -m bench.profile_report`."""
     pyspy = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
-        [str(pyspy), "record", "--pid", str(gateway.pid), "--subprocesses", *PYSPY_MODE, "--rate", "250",
+        [str(pyspy), "record", "--pid", str(gateway.pid), "--subprocesses", *PYSPY_MODE, "--rate", "1000",
          "--format", "raw", "--output", str(path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
