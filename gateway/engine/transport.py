@@ -14,11 +14,14 @@ Errors are the transport's own, whichever library sits below:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 import aiohttp
 import httpx
+
+log = logging.getLogger(__name__)
 
 _JSON = {"content-type": "application/json"}
 
@@ -81,15 +84,26 @@ class AiohttpTransport:
 
     async def post(self, url: str, body: bytes) -> EngineResponse:
         session = self._session or self._open()
-        try:
-            response = await session.post(url, data=body, headers=_JSON)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise ConnectFailed(exc) from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise ReadTimeout(exc) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(exc) from exc
-        return _AiohttpResponse(response)
+        retried = False
+        while True:
+            try:
+                response = await session.post(url, data=body, headers=_JSON)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                raise ConnectFailed(exc) from exc
+            except aiohttp.ServerTimeoutError as exc:
+                raise ReadTimeout(exc) from exc
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+                # A kept-alive connection the engine closed as the request went out. A completion changes nothing
+                # in the engine, so it is sent once more, on another connection: what aiohttp (and RFC 9112,
+                # 9.3.1) do for idempotent requests, and what httpx's check of a connection before reuse avoided.
+                if retried:
+                    raise TransportError(exc) from exc
+                log.info("engine connection lost before an answer (%s); sending the request once more", exc)
+                retried = True
+            except aiohttp.ClientError as exc:
+                raise TransportError(exc) from exc
+            else:
+                return _AiohttpResponse(response)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -5,6 +5,7 @@ report what happened to the observers (metrics, the record) without making the c
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from gateway.openai.completion_ids import new_completion_id
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.openai.streaming import SSERelay, SSEResponse, Write, loads, rewrite_answer
 from gateway.request_body import read_json
+
+log = logging.getLogger(__name__)
 
 Endpoint = Literal["chat", "completion"]
 Outcome = Literal["completed", "client_disconnected", "upstream_error"]
@@ -272,6 +275,7 @@ class CompletionService:
 
 def _transport_error(exc: TransportError) -> GatewayError:
     """The engine's connection failed before the client got a byte: a 502 if it was too slow, else a 503."""
+    log.warning("engine connection failed: %s", exc)
     if isinstance(exc, ReadTimeout):
         return UpstreamError("The engine did not answer in time.")
     return EngineUnavailable(f"The engine connection failed: {exc.kind}.")

@@ -148,3 +148,33 @@ def test_a_refused_connection_is_connect_failed():
 
     with pytest.raises(ConnectFailed):
         asyncio.run(scenario())
+
+
+def test_a_connection_the_engine_closes_as_the_request_goes_out_is_retried_once_on_another():
+    async def scenario() -> tuple[int, int]:
+        connections = 0
+
+        class Protocol(asyncio.Protocol):
+            def connection_made(self, transport) -> None:
+                nonlocal connections
+                connections += 1
+                self.transport, self.first = transport, connections == 1
+
+            def data_received(self, data: bytes) -> None:
+                if self.first:  # a kept-alive connection the engine was closing: it goes away without answering
+                    self.transport.close()
+                else:
+                    self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+
+        server = await asyncio.get_running_loop().create_server(Protocol, "127.0.0.1", 0)
+        transport = AiohttpTransport(60.0)
+        try:
+            response = await transport.post(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x", b"{}")
+            assert await response.read() == b"{}"
+            await response.aclose()
+            return response.status, connections
+        finally:
+            await transport.aclose()
+            server.close()
+
+    assert asyncio.run(scenario()) == (200, 2)
