@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -77,7 +77,7 @@ def expire_lost(session: Session, lease_s: float, tenant_id: str | None = None) 
     )
     if tenant_id is not None:
         query = query.where(TrainingRun.tenant_id == tenant_id)
-    expired = session.execute(query).rowcount
+    expired = cast("CursorResult[Any]", session.execute(query)).rowcount  # what an UPDATE returns
     session.commit()
     return expired
 
