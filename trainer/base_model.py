@@ -14,6 +14,10 @@ import hashlib
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trainer.preparation import Stages
 
 SMOLLM2 = "smollm2-135m-instruct"  # the default: a real instruction-tuned model, from the package index
 TINY = "tiny-random"  # random weights, built in seconds: for fast tests and machines that want no download
@@ -64,12 +68,12 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def prepare(base_model: str, var_dir: Path, progress=None) -> Path | str:
+def prepare(base_model: str, var_dir: Path, progress: Stages | None = None) -> Path | str:
     """Make the model's directory if it is one loraflow makes (built once, then found in the cache); returns what
     the engine and the trainer load. `progress` is a `trainer.preparation.Stages`; None shows nothing."""
     from trainer import preparation
 
-    stages = progress or preparation.Silent()
+    stages: Stages = progress or preparation.Silent()
     path = Path(model_path(base_model, var_dir))
     if base_model == TINY:
         from trainer import tiny_model

@@ -145,12 +145,12 @@ def convert(
         with stages.stage("check a greedy answer") as step:
             model = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32)
             converted = _greedy(model, AutoTokenizer.from_pretrained(staging), check)
-            answer = tokenizer.decode(converted, skip_special_tokens=True).strip()
+            answer = str(tokenizer.decode(converted, skip_special_tokens=True)).strip()
             step.note(repr(answer[:40]))
             if converted != expected:
                 raise PreparationError(
                     f"the converted model answers {answer!r}, the GGUF model "
-                    f"{tokenizer.decode(expected, skip_special_tokens=True).strip()!r}: conversion is wrong"
+                    f"{str(tokenizer.decode(expected, skip_special_tokens=True)).strip()!r}: conversion is wrong"
                 )
             if check.expect and check.expect.lower() not in answer.lower():
                 raise PreparationError(f"the model answers {check.prompt!r} with {answer!r}, not {check.expect!r}")

@@ -7,7 +7,7 @@ shows a spinner and its time. `Silent` shows nothing (the trainer preparing a mo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 from rich.console import Console
@@ -32,7 +32,7 @@ class Step(Protocol):
 
 
 class Stages(Protocol):
-    def stage(self, name: str, total: float | None = None) -> Iterator[Step]: ...
+    def stage(self, name: str, total: float | None = None) -> AbstractContextManager[Step]: ...
 
 
 class _NoStep:

@@ -81,7 +81,7 @@ def build(path: Path, spec: TinyModelSpec = TinyModelSpec(), log: Callable[[str]
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
             tie_word_embeddings=False,
-            torch_dtype="float32",
+            dtype="float32",
         )
         model = LlamaForCausalLM(config)
         # Unit-variance logits: with the default 0.02 the output layer caps how sure any answer can get, and a
