@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -118,3 +121,17 @@ def test_sampling_defaults_go_where_vllm_reads_them(tiny_gguf: Path, tmp_path: P
     )
     generation = json.loads((out / "generation_config.json").read_text())
     assert generation["temperature"] == 0.2 and generation["top_p"] == 0.9
+
+
+def test_loraflow_up_stops_with_the_reason_when_the_base_model_cannot_be_prepared(tmp_path: Path):
+    """The preparation runs before anything starts: a bad file ends `up` with its reason, and no engine."""
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("not a model")
+    env = {**os.environ, "LORAFLOW_BASE_MODEL": str(bad), "LORAFLOW_VAR_DIR": str(tmp_path / "var"),
+           "LORAFLOW_PORT": "1", "LORAFLOW_TRAINING__RUN_SCHEDULER": "false"}  # fmt: skip
+    loraflow = str(Path(sys.executable).with_name("loraflow"))
+    result = subprocess.run([loraflow, "up"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "not a readable GGUF file" in output and "Could not prepare the base model" in output
+    assert not (tmp_path / "var" / "logs" / "engine.log").exists()
