@@ -88,11 +88,11 @@ def test_grounded_answers_use_their_documents(default_model_gateway):
 
 def test_ratings_retrain_the_real_model_and_the_promoted_adapter_is_better(default_model_gateway, tmp_path: Path):
     gateway = default_model_gateway
-    settings = {"training": {"cpu_threads": 1}, "evaluation": {"max_tokens": 8, "concurrency": 8}}
+    settings = {"training": {"cpu_threads": 1}, "evaluation": {"max_tokens": 4, "concurrency": 8}}
     key = gateway.tenant("real-flywheel", settings)
     assert gateway.admin("POST", "/tenants/real-flywheel/adapters", json={"alias": "router"}).status_code == 201
     client = gateway.client(key)
-    before = demo_users.send(client, demo_tasks.examples("routing", 200, seed=1), model="router", max_tokens=8,
+    before = demo_users.send(client, demo_tasks.examples("routing", 200, seed=1), model="router", max_tokens=4,
                              concurrency=8)  # fmt: skip
     demo_users.rate(client, before)  # the oracle: 👍 when right, 👎 with the right label as the correction
     assert {item.served_by for item in before} == {BASE}
@@ -109,7 +109,7 @@ def test_ratings_retrain_the_real_model_and_the_promoted_adapter_is_better(defau
     assert outcome.status == "promoted", outcome.reason
     held_out = next(row for row in outcome.report.scores if row.split == "held_out")
     assert held_out.n >= 20 and held_out.incumbent <= 0.1 and held_out.candidate >= 0.9, held_out
-    after = demo_users.send(client, demo_tasks.examples("routing", 40, seed=2), model="router", max_tokens=8,
+    after = demo_users.send(client, demo_tasks.examples("routing", 40, seed=2), model="router", max_tokens=4,
                             concurrency=8)  # fmt: skip
     assert {item.served_by for item in after} == {"router@1"}
     assert demo_users.accuracy(after) >= 0.9
