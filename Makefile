@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: run test demo bench lint install clean chromium
 
-run: $(STAMP)  ## The gateway + a supervised vLLM on the demo model, SQLite, local FAISS
+run: $(STAMP)  ## The gateway + a supervised vLLM on SmolLM2-135M-Instruct, SQLite, local FAISS
 	$(BIN)/loraflow up
 
 test: $(STAMP) chromium  ## Every suite: unit, store (SQLite + PostgreSQL), end-to-end on a real vLLM, the console in Chromium

@@ -2,7 +2,7 @@
 
     python -m bench.retrieval_ttft [--requests 100] [--chunks 300] [--levels 1,4] [--top-k 4] [--max-tokens 8]
 
-One vLLM engine (the demo model), one `loraflow up --engine-url` gateway process with retrieval on
+One vLLM engine (the tiny model), one `loraflow up --engine-url` gateway process with retrieval on
 (`LORAFLOW_RETRIEVAL__ENABLED=true`), one tenant whose knowledge base is bench/retrieval.py's synthetic corpus
 (uploaded through the admin API, so it is embedded and indexed as in production). Every question is asked twice,
 streamed: grounded (`"retrieval": {"top_k": K}`) and plain. The two go back to back, in an order that alternates
@@ -207,7 +207,7 @@ def main() -> None:
             engine.stop()
     setup = (f"{args.requests} questions per level, each asked grounded and plain (alternating order), streamed, "
              f"max_tokens={args.max_tokens}, top_k={args.top_k}; knowledge base of {index['chunks']} chunks "
-             f"({index['kind']} index, uploaded and embedded in {index['upload_s']} s); demo model on vLLM CPU; "
+             f"({index['kind']} index, uploaded and embedded in {index['upload_s']} s); tiny model on vLLM CPU; "
              "one gateway process (`loraflow up --engine-url`, retrieval on, record on, no scheduler), "
              f"embedder threads: {args.embedding_threads or 'the setting (default 1)'}.")  # fmt: skip
     data = {"machine": results_file.machine(), "setup": setup, "index": index, "results": results,

@@ -17,7 +17,7 @@ class ConfigError(ValueError):
 
 
 class TrainingConfig(BaseModel):
-    """How one adapter is trained. Defaults suit the demo model and are a sane start for a small real one."""
+    """How one adapter is trained. Defaults learn the demo tasks on SmolLM2-135M and are a sane start for others."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -32,5 +32,5 @@ def resolve(device: Literal["auto", "cpu", "cuda"]) -> Placement:
         # The base weights are stored in bf16 and the LoRA weights stay float32 (PEFT upcasts them), with bf16
         # autocast for the matmuls. Older GPUs without bf16 train in float32 rather than risk fp16 overflow.
         return Placement("cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
-    # CPU matmuls in bf16 are slower than float32 on most CPUs, and the demo model is tiny.
+    # CPU matmuls in bf16 are slower than float32 on most CPUs (not all: see the README on training throughput).
     return Placement("cpu", torch.float32)

@@ -1,6 +1,7 @@
-"""Real LoRA adapters for the end-to-end suite, made with PEFT on the demo model and cached by their recipe.
+"""Real LoRA adapters for the end-to-end suite, made with PEFT on the tiny model (or SmolLM2) and
+cached by their recipe.
 
-Each teaches the demo model one visible behaviour (always answer a word, or route tickets), so a test can tell
+Each teaches the base model one visible behaviour (always answer a word, or route tickets), so a test can tell
 from the output alone which adapter served a request.
 """
 

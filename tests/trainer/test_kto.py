@@ -1,4 +1,4 @@
-"""The KTO recipe on the demo model: it trains on thumbs-up and thumbs-down answers and saves a servable adapter."""
+"""The KTO recipe on the tiny model: it trains on thumbs-up and thumbs-down answers and saves a servable adapter."""
 
 from __future__ import annotations
 

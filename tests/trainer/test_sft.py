@@ -1,4 +1,4 @@
-"""The SFT recipe on the demo model: what it trains, what it saves, and that it learns."""
+"""The SFT recipe on the tiny model: what it trains, what it saves, and that it learns."""
 
 from __future__ import annotations
 

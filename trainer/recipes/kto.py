@@ -1,6 +1,6 @@
 """KTO recipe: a LoRA adapter trained with TRL's `KTOTrainer` on thumbs-up and thumbs-down answers; setup, train, save.
 
-    result = kto.train(config, "var/models/demo", records, "var/adapters/t1/support/v4",
+    result = kto.train(config, "var/models/smollm2-135m-instruct", records, "var/adapters/t1/support/v4",
                        parent_adapter="var/adapters/t1/support/v3")
 
 `records` are `{"prompt": [messages], "completion": [assistant message], "label": bool}` (or `{"messages": [...],

@@ -1,6 +1,6 @@
 """SFT recipe: a LoRA adapter trained with TRL's `SFTTrainer` on chat records; read top to bottom: setup, train, save.
 
-    result = sft.train(config, "var/models/demo", records, "var/adapters/t1/support/v4",
+    result = sft.train(config, "var/models/smollm2-135m-instruct", records, "var/adapters/t1/support/v4",
                        parent_adapter="var/adapters/t1/support/v3", on_progress=print)
 
 `records` are OpenAI chat records `{"messages": [..., {"role": "assistant", "content": answer}]}`; the loss
