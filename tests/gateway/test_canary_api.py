@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from gateway.canary.store import ACTIVE
 from gateway.settings import CanaryLoopSettings
 from gateway.store.models import Promotion
 from tests.gateway.conftest import BASE, Env, fake_adapter
@@ -136,7 +137,7 @@ def test_only_a_users_first_rating_counts(env, tmp_path):
     key = two_versions(env, tmp_path)
     start(env, share=0.5)
     for _ in range(5):  # one enthusiastic user rating many answers counts once
-        version, completion_id = served_by(env, key, "fan")
+        _version, completion_id = served_by(env, key, "fan")
         rate(env, key, completion_id=completion_id, rating="up", user="fan")
     evidence = canary_of(env)["evidence"]
     assert evidence["candidate"]["ratings"] + evidence["control"]["ratings"] == 1
@@ -148,7 +149,7 @@ def test_when_the_budget_runs_out_the_tenants_policy_decides(env, tmp_path):
     start(env, share=0.5, max_ratings=6, on_budget="promote")
     users_rate(env, key, 6, likes=lambda version: True)
 
-    done = wait_for(lambda: canary_of(env), lambda c: c["status"] != "running")
+    done = wait_for(lambda: canary_of(env), lambda c: c["status"] not in ACTIVE)
 
     assert done["status"] == "promoted" and done["evidence"]["why"] == "ratings_budget"
     assert "the tenant's policy says promote" in done["reason"]
@@ -158,10 +159,11 @@ def test_a_person_can_end_a_canary_early(env, tmp_path):
     key = two_versions(env, tmp_path)
     start(env, share=0.5)
     served_by(env, key, "u1")
-    stopped = env.admin("POST", "/tenants/acme/adapters/support/canary/stop", json={"decision": "rollback",
-                                                                                    "reason": "support saw bugs"})  # fmt: skip
+    decision = {"decision": "rollback", "reason": "support saw bugs"}
+    stopped = env.admin("POST", "/tenants/acme/adapters/support/canary/stop", json=decision)
     assert stopped.status_code == 200, stopped.text
-    assert stopped.json()["status"] == "rolled_back" and "rollback by a person: support saw bugs" in stopped.json()["reason"]
+    assert stopped.json()["status"] == "rolled_back"
+    assert "rollback by a person: support saw bugs" in stopped.json()["reason"]
     assert env.admin("GET", "/tenants/acme/adapters/support/versions/2").json()["state"] == "retired"
     again = env.admin("POST", "/tenants/acme/adapters/support/canary/stop", json={"decision": "promote"})
     assert again.status_code == 409 and again.json()["error"]["code"] == "no_canary"
@@ -171,7 +173,7 @@ def test_promoting_by_hand_during_a_canary_ends_it(env, tmp_path):
     key = two_versions(env, tmp_path)
     start(env, share=0.5)
     env.admin("POST", "/tenants/acme/adapters/support/promote", json={"version": 2})
-    done = wait_for(lambda: canary_of(env), lambda c: c["status"] != "running")
+    done = wait_for(lambda: canary_of(env), lambda c: c["status"] not in ACTIVE)
     assert done["status"] == "promoted" and "promoted by other means" in done["reason"]
     assert {served_by(env, key, f"u{n}")[0] for n in range(10)} == {"support@2"}
 
@@ -213,8 +215,8 @@ def test_one_canary_at_a_time_and_never_of_a_retired_version(env, tmp_path):
 def test_a_canary_started_by_a_training_run_ends_it(env, tmp_path):
     key = two_versions(env, tmp_path)
     run = env.admin("POST", "/tenants/acme/training-runs", json={"adapter": "support"}).json()
-    finished = env.admin("PATCH", f"/tenants/acme/training-runs/{run['id']}", json={"status": "canary",
-                                                                                    "candidate": "support@2"})  # fmt: skip
+    ending = {"status": "canary", "candidate": "support@2"}
+    finished = env.admin("PATCH", f"/tenants/acme/training-runs/{run['id']}", json=ending)
     assert finished.status_code == 200, finished.text
     assert start(env, share=0.5, run_id=run["id"]).status_code == 201
     users_rate(env, key, 60, likes=lambda version: version == "support@2")
