@@ -3,19 +3,18 @@ with every rating it got. Blocking: call it from a worker thread of the gateway.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Row, and_, case, exists, func, not_, or_, select
+from sqlalchemy import Engine, Row, case, exists, func, not_, select
 
-from feedback.errors import InteractionNotFound, InvalidCursor, InvalidRequest
+from feedback.errors import InteractionNotFound, InvalidRequest
 from feedback.interaction import as_utc
+from feedback.keyset import MAX_PAGE, newest_first, next_cursor
 from feedback.models import feedback, interactions
-from feedback.ratings import MAX_PAGE, FeedbackRecord, list_feedback
+from feedback.ratings import FeedbackRecord, list_feedback
 
 RatingFilter = Literal["up", "down", "rated", "unrated"]
 RATING_FILTERS: tuple[str, ...] = ("up", "down", "rated", "unrated")
@@ -90,19 +89,11 @@ def list_interactions(
         query = query.where(interactions.c.created_at >= as_utc(since))
     if until is not None:
         query = query.where(interactions.c.created_at < as_utc(until))
-    if cursor is not None:
-        after_time, after_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                interactions.c.created_at < after_time,
-                and_(interactions.c.created_at == after_time, interactions.c.id < after_id),
-            )
-        )
-    query = query.order_by(interactions.c.created_at.desc(), interactions.c.id.desc()).limit(limit + 1)
+    query = newest_first(query, interactions, limit, cursor)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     items = [_summary(row) for row in rows[:limit]]
-    return InteractionPage(items, _encode_cursor(items[-1]) if len(rows) > limit else None)
+    return InteractionPage(items, next_cursor(items, more=len(rows) > limit))
 
 
 def get_interaction(engine: Engine, tenant_id: str, interaction_id: str) -> InteractionDetail:
@@ -210,17 +201,3 @@ def _summary(row: Row[Any]) -> InteractionSummary:
         up=int(row.up),
         down=int(row.down),
     )
-
-
-def _encode_cursor(item: InteractionSummary) -> str:
-    raw = json.dumps([item.created_at.isoformat(), item.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, row_id = json.loads(raw)
-        return as_utc(datetime.fromisoformat(created_at)), str(row_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidCursor("cursor is not one this list returned", param="cursor") from exc

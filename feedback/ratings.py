@@ -5,16 +5,13 @@ Works on an `Engine`; each call is its own transaction. Blocking: call it from a
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, insert, or_, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from feedback.errors import (
@@ -22,16 +19,15 @@ from feedback.errors import (
     FieldTooLong,
     IdempotencyConflict,
     InteractionNotFound,
-    InvalidCursor,
     InvalidRating,
     InvalidRequest,
 )
 from feedback.interaction import as_utc, utcnow
+from feedback.keyset import MAX_PAGE, newest_first, next_cursor
 from feedback.models import MAX_END_USER_CHARS, MAX_ID_CHARS, feedback, interactions
 from feedback.settings import RecordSettings
 
 _RATINGS = {"up": 1, "down": -1, "1": 1, "-1": -1, "+1": 1, "true": 1, "false": -1}
-MAX_PAGE = 1000
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -253,20 +249,11 @@ def list_feedback(
         query = query.where(feedback.c.created_at >= as_utc(since))
     if until is not None:
         query = query.where(feedback.c.created_at < as_utc(until))
-    if cursor is not None:
-        after_time, after_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                feedback.c.created_at < after_time,
-                and_(feedback.c.created_at == after_time, feedback.c.id < after_id),
-            )
-        )
-    query = query.order_by(feedback.c.created_at.desc(), feedback.c.id.desc()).limit(limit + 1)
+    query = newest_first(query, feedback, limit, cursor)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     items = [_record(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    return FeedbackPage(items, _encode_cursor(items[-1]) if more else None)
+    return FeedbackPage(items, next_cursor(items, more=len(rows) > limit))
 
 
 def adapter_filter(column: Any, adapter: str) -> Any:
@@ -305,17 +292,3 @@ def _record(row: Row[Any]) -> FeedbackRecord:
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
     )
-
-
-def _encode_cursor(record: FeedbackRecord) -> str:
-    raw = json.dumps([record.created_at.isoformat(), record.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, row_id = json.loads(raw)
-        return as_utc(datetime.fromisoformat(created_at)), str(row_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidCursor("cursor is not one this API returned", param="cursor") from exc

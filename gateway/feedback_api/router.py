@@ -13,8 +13,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from feedback.keyset import MAX_PAGE
 from feedback.models import MAX_END_USER_CHARS, MAX_ID_CHARS
-from feedback.ratings import MAX_PAGE, list_feedback
+from feedback.ratings import list_feedback
 from feedback.stats import adapter_stats, rating_series, request_series
 from gateway import tenants
 from gateway.deps import AdminDep, CallerDep, GatewayDep
