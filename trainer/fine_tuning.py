@@ -19,9 +19,9 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from transformers import TrainerCallback
 
@@ -31,7 +31,7 @@ from trainer.examples import DataError
 from trainer.fine_tuning_data import read_records, results_csv, training_config
 from trainer.gateway_client import GatewayClient, GatewayError, JobLost
 from trainer.progress import TrainingProgress
-from trainer.recipes import recipe_for
+from trainer.recipes import Recipe, recipe_for
 from trainer.result import TrainingResult
 from trainer.settings import TrainerSettings
 from trainer.stages import Stopped, base_model_path
@@ -40,23 +40,6 @@ from trainer.tenant_settings import SettingsError, TenantTrainingSettings
 log = logging.getLogger(__name__)
 
 METRICS_EVENTS = 20  # about this many metrics events a job, plus every step the validation loss was measured at
-
-
-class JobRecipe(Protocol):
-    """A recipe as a job runs it: with validation examples and more transformers callbacks (SFT, DPO)."""
-
-    def __call__(
-        self,
-        config: Any,
-        base_model: str | Path,
-        records: Iterable[Mapping[str, Any]],
-        output_dir: str | Path,
-        *,
-        parent_adapter: str | Path | None = None,
-        on_progress: Callable[[TrainingProgress], None] | None = None,
-        eval_records: Iterable[Mapping[str, Any]] | None = None,
-        callbacks: Sequence[Any] = (),
-    ) -> TrainingResult: ...
 
 
 class Cancelled(Exception):
@@ -73,7 +56,7 @@ class JobRunner:
         client: GatewayClient,
         *,
         stop: threading.Event | None = None,
-        recipe: JobRecipe | None = None,
+        recipe: Recipe | None = None,
     ) -> None:
         self.settings, self.client, self.stop, self.recipe = settings, client, stop, recipe
         self.runner = f"{socket.gethostname()}:{os.getpid()}"
@@ -149,7 +132,7 @@ class _Job:
         self.reporter.send(method=used)
         recipe = self.runner.recipe or recipe_for(config.method)
         output = self.work / "adapter"
-        result = recipe(  # type: ignore[call-arg]
+        result = recipe(
             config,
             base_model_path(self.settings),
             records,

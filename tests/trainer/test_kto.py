@@ -48,6 +48,15 @@ def test_kto_from_a_parent_ships_only_the_trained_adapter(base_model: Path, tmp_
     assert names == load_file(tmp_path / "parent" / "adapter_model.safetensors").keys()
 
 
+def test_kto_measures_the_validation_loss_it_is_given(base_model: Path, tmp_path: Path):
+    progress = []
+
+    kto.train(KTO, base_model, rated_records(16), tmp_path / "adapter", on_progress=progress.append,
+              eval_records=rated_records(8))  # fmt: skip
+
+    assert any(event.valid_loss is not None for event in progress)
+
+
 def test_kto_needs_labels(base_model: Path, tmp_path: Path):
     with pytest.raises(DataError, match="label"):
         kto.train(KTO, base_model, chat_records("routing", 4), tmp_path / "adapter")

@@ -1,8 +1,12 @@
-"""One recipe per training mode, each a `train` function with the same signature (the `Recipe` protocol)."""
+"""One recipe per training mode, each a `train` function with the same signature (the `Recipe` protocol).
+
+`eval_records` (validation examples: their loss is measured ten times over the run and reported as `valid_loss`) and
+`callbacks` (more transformers callbacks: a fine-tuning job's checkpoints) are optional; the feedback cycle passes
+neither, a fine-tuning job both."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +25,8 @@ class Recipe(Protocol):
         *,
         parent_adapter: str | Path | None = None,
         on_progress: ProgressCallback | None = None,
+        eval_records: Iterable[Mapping[str, Any]] | None = None,
+        callbacks: Sequence[Any] = (),
     ) -> TrainingResult: ...
 
 

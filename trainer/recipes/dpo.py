@@ -57,7 +57,7 @@ def train(
     with tempfile.TemporaryDirectory(prefix="loraflow-dpo-") as scratch, setup.torch_threads(config.cpu_threads):
         args = DPOConfig(
             **setup.trainer_arguments(config, prepared.placement, Path(scratch)),
-            **evaluation_arguments(config, validation),
+            **setup.evaluation_arguments(config, validation),
             beta=config.dpo_beta,
             # The dropout is the LoRA's own, from the settings; TRL would otherwise switch it off.
             disable_dropout=False,
@@ -83,10 +83,3 @@ def train(
         result.notes.append(f"{dropped} pairs dropped while preparing them for training")
     setup.save_adapter(trainer.model, Path(output_dir), result.save)
     return result
-
-
-def evaluation_arguments(config: TrainingConfig, validation: list[dict[str, Any]]) -> dict[str, Any]:
-    """Measure the loss on the validation pairs ten times over the run, if there are any."""
-    if not validation:
-        return {"eval_strategy": "no"}
-    return {"eval_strategy": "steps", "eval_steps": 0.1, "per_device_eval_batch_size": config.batch_size}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,13 @@ def train(
     *,
     parent_adapter: str | Path | None = None,
     on_progress: ProgressCallback | None = None,
+    eval_records: Iterable[Mapping[str, Any]] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainingResult:
-    """Train an adapter on rated `records` and save it (PEFT files + the result) into `output_dir`."""
+    """Train an adapter on rated `records` and save it (PEFT files + the result) into `output_dir`.
+
+    `eval_records`: rated examples to measure the loss on every tenth of the run (progress events carry it as
+    `valid_loss`). `callbacks`: more transformers callbacks."""
     began = time.perf_counter()
     setup.check_output_free(Path(output_dir))
 
@@ -48,6 +53,7 @@ def train(
     random.Random(config.seed).shuffle(rows)
     desirable = sum(row["label"] for row in rows)
     desirable_weight, undesirable_weight = balanced_weights(desirable, len(rows) - desirable)
+    validation = kto_rows(list(eval_records)) if eval_records is not None else []
 
     # Setup: the model, seeded before a new adapter's weights are drawn.
     prepared = setup.prepare(config, base_model, parent_adapter)
@@ -56,6 +62,7 @@ def train(
     with tempfile.TemporaryDirectory(prefix="loraflow-kto-") as scratch, setup.torch_threads(config.cpu_threads):
         args = KTOConfig(
             **setup.trainer_arguments(config, prepared.placement, Path(scratch)),
+            **setup.evaluation_arguments(config, validation),
             beta=config.kto_beta,
             desirable_weight=desirable_weight,
             undesirable_weight=undesirable_weight,
@@ -66,9 +73,10 @@ def train(
             model=prepared.model,
             args=args,
             train_dataset=Dataset.from_list(rows),
+            eval_dataset=Dataset.from_list(validation) if validation else None,
             processing_class=prepared.tokenizer,
             peft_config=prepared.peft_config,
-            callbacks=[bridge],
+            callbacks=[bridge, *callbacks],
         )
         setup.quiet(trainer)
 

@@ -220,6 +220,14 @@ def train_and_describe(
     return result, len(rows) - len(dataset)
 
 
+def evaluation_arguments(config: TrainingConfig, validation: list[dict[str, Any]]) -> dict[str, Any]:
+    """TRL arguments that measure the loss on the validation rows ten times over the run, if there are any (DPO, KTO:
+    their trainers take the rows as built; SFT's tokenises them, see `measure_validation_loss`)."""
+    if not validation:
+        return {"eval_strategy": "no"}
+    return {"eval_strategy": "steps", "eval_steps": 0.1, "per_device_eval_batch_size": config.batch_size}
+
+
 def measure_validation_loss(trainer: Any, rows: list[dict[str, Any]], batch_size: int) -> None:
     """Measure the loss on `rows` ten times over the run (a fine-tuning job's validation file): each measure reaches
     `on_progress` as `valid_loss`. Set on a built SFT trainer, which tokenises `rows` as it did the training rows."""
