@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import json
 import signal
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -123,13 +123,13 @@ class Connection(asyncio.Protocol):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, which runs before any data
         self.closed = False
         self._url = b""
         self._body: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -139,7 +139,7 @@ class Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._respond(400, b'{"error":"bad request"}')
-            self.transport.close()  # type: ignore[union-attr]
+            self.transport.close()
 
     # httptools callbacks.
 
@@ -162,7 +162,7 @@ class Connection(asyncio.Protocol):
             if whole is not None:
                 self._respond(200, whole)
                 return
-            self.transport.write(  # type: ignore[union-attr]
+            self.transport.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
             )
             engine.start_stream(Stream(self, events))
@@ -187,16 +187,16 @@ class Connection(asyncio.Protocol):
 
     def _respond(self, status: int, body: bytes) -> None:
         reason = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}.get(status, b"")
-        self.transport.write(  # type: ignore[union-attr]
+        self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
             % (status, reason, len(body), body)
         )
 
     def write_chunk(self, data: bytes) -> None:
-        self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))  # type: ignore[union-attr]
+        self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def end_chunks(self) -> None:
-        self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+        self.transport.write(b"0\r\n\r\n")
 
 
 async def serve(host: str, port: int, chunks: int, interval_s: float) -> None:

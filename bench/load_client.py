@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -35,7 +35,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, which runs before any data
         self._reply: asyncio.Future[Reply] | None = None
         self._first = 0.0
         self._tail = b""
@@ -44,7 +44,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -57,7 +57,7 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self._reply is not None and not self._reply.done():
                 self._reply.set_exception(ConnectionLost(repr(exc)))
-            self.transport.close()  # type: ignore[union-attr]
+            self.transport.close()
 
     def on_message_begin(self) -> None:
         self._first, self._tail, self._headers = 0.0, b"", {}
@@ -83,7 +83,7 @@ class Connection(asyncio.Protocol):
             raise ConnectionLost("closed")
         self._keep_headers = keep_headers
         self._reply = asyncio.get_running_loop().create_future()
-        self.transport.write(request)  # type: ignore[union-attr]
+        self.transport.write(request)
         return await self._reply
 
 
@@ -113,7 +113,7 @@ class Pool:
 
     def close(self) -> None:
         for connection in self._idle:
-            connection.transport.close()  # type: ignore[union-attr]
+            connection.transport.close()
         self._idle.clear()
 
 

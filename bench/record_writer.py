@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def run_one(name: str, url: str, rows: list[Interaction], batch_size: int, spill
     }
 
 
-def postgres_database() -> tuple[str, object]:
+def postgres_database() -> tuple[str, Callable[[], None]]:
     name = f"lf_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -184,7 +185,7 @@ def main() -> None:
             try:
                 results.append(run_one("postgresql", url, rows, args.batch_size, Path(tmp) / "spill-pg"))
             finally:
-                drop()  # type: ignore[operator]
+                drop()
 
     meta = {
         "rows": args.rows,

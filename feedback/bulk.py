@@ -25,7 +25,10 @@ if _c_make_encoder is not None:
     def _dumps(value: Any) -> str:
         return "".join(_encoder(value, 0))
 else:  # pragma: no cover (a Python built without the _json accelerator)
-    _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode  # type: ignore[assignment]
+    _fallback = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+    def _dumps(value: Any) -> str:
+        return _fallback.encode(value)
 
 
 class Inserter(Protocol):

@@ -24,7 +24,7 @@ from feedback.interaction import Interaction
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; one process per spill directory there
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # a module or None: mypy types the name from the import above
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,10 @@ def run_retrieval_demo(*, url: str | None, keep: bool, console: Console) -> int:
         console.width = max(console.width, 120)
     gateway = None if url else DemoGateway.start(DEMO_DIR, console, retrieval=True)
     try:
-        gateway_url = url or gateway.url  # type: ignore[union-attr]
-        admin_key = gateway.admin_key if gateway else load_settings(gateway_url=url).admin_secret()
+        if gateway is None:
+            gateway_url, admin_key = str(url), load_settings(gateway_url=url).admin_secret()
+        else:
+            gateway_url, admin_key = gateway.url, gateway.admin_key
         console.print(f"[green]✓[/] gateway at {gateway_url} ({time.perf_counter() - began:.0f} s)")
         with GatewayClient(gateway_url, admin_key) as admin:
             if not any(t["id"] == TENANT for t in admin.tenants()):

@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 ROUTING_LABELS = ("billing", "technical", "account", "shipping")
 
@@ -71,7 +75,7 @@ class Example:
     prompt: str
     answer: str
 
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self) -> list[ChatCompletionMessageParam]:
         return [{"role": "user", "content": self.prompt}]
 
 

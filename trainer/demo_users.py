@@ -41,7 +41,7 @@ def is_right(example: Example, answer: str) -> bool:
 def ask(client: openai.OpenAI, example: Example, *, model: str, max_tokens: int, user: str) -> Served:
     reply = client.chat.completions.create(
         model=model,
-        messages=example.messages(),  # type: ignore[arg-type]
+        messages=example.messages(),
         temperature=0,
         max_tokens=max_tokens,
         user=user,

@@ -70,7 +70,7 @@ def answer(client: openai.OpenAI, model: str, item: EvalItem, max_tokens: int) -
         return reply.choices[0].text or ""
     chat = client.chat.completions.create(
         model=model,
-        messages=item.messages(),  # type: ignore[arg-type]
+        messages=item.messages(),
         temperature=0,
         max_tokens=max_tokens,
         extra_body=extra_body,

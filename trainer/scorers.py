@@ -14,10 +14,13 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 class ScorerError(ValueError):
@@ -63,8 +66,11 @@ class EvalItem(BaseModel):
             raise ValueError("scorer 'not_rejected' needs 'rejected'")
         return self
 
-    def messages(self) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": self.input}] if isinstance(self.input, str) else self.input
+    def messages(self) -> list[ChatCompletionMessageParam]:
+        if isinstance(self.input, str):
+            return [{"role": "user", "content": self.input}]
+        # Chat messages as the gateway accepted and recorded them, or as a golden set spells them: OpenAI's shape.
+        return cast("list[ChatCompletionMessageParam]", self.input)
 
 
 class Scorer(Protocol):
