@@ -29,9 +29,10 @@ demo: $(STAMP)  ## Two tenants, simulated users and ratings, a retrain, the befo
 bench: $(STAMP)  ## Benchmarks; results in bench/results/
 	$(BIN)/python -m bench.run_all
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (lint + format) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 install: $(STAMP)
 

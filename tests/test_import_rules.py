@@ -71,9 +71,7 @@ def test_the_trainer_reaches_the_gateway_only_over_http():
 
 
 def test_only_the_cli_up_command_imports_the_app_module():
-    importers = {
-        name for name, path in modules().items() for target, _ in imported(path) if target == "gateway.app"
-    }
+    importers = {name for name, path in modules().items() for target, _ in imported(path) if target == "gateway.app"}
     assert importers == {"gateway.cli.up"}
 
 

@@ -216,9 +216,7 @@ class GatewayClient:
             raise GatewayError(0, f"cannot reach the gateway at {self.url}: {error}") from error
         return dest
 
-    def add_checkpoint(
-        self, job: dict[str, Any], step: int, metrics: dict[str, Any], archive: Path
-    ) -> dict[str, Any]:
+    def add_checkpoint(self, job: dict[str, Any], step: int, metrics: dict[str, Any], archive: Path) -> dict[str, Any]:
         with archive.open("rb") as handle:
             return self._call(
                 "POST",

@@ -33,7 +33,8 @@ def db(tmp_path: Path):
 def build(db, method="sft", golden=(), alias="support", **options):
     settings = {"scorer": "exact", "held_out_fraction": FRACTION, "max_examples": 1000, "max_held_out": 1000}
     settings.update(options)
-    return dataset.build(rated_interactions.rated_interactions(db, "acme", alias), method=method, golden=golden, **settings)
+    rated = rated_interactions.rated_interactions(db, "acme", alias)
+    return dataset.build(rated, method=method, golden=golden, **settings)
 
 
 def answer_of(example: dict) -> str:
