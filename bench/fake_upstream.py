@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import httptools
 
-BASE_MODEL = "loraflow-demo"
+BASE_MODEL = "tiny-random"
 WORD = "tok"  # every generated token; a chunk's text
 
 

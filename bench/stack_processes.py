@@ -19,7 +19,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "bench-admin-key"
-BASE_NAME = "loraflow-demo"
+BASE_NAME = "tiny-random"
 
 
 def free_port() -> int:
