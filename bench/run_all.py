@@ -22,6 +22,7 @@ BENCHMARKS = [
         ["--workers", "1,2,4"],
         ["--requests", "300", "--stream-requests", "40", "--levels", "1,16", "--cases", "base,alias", "--rates", "250"],
     ),
+    ("completion_route", [], ["--requests", "2000"]),
     ("sqlite_workers", [], ["--workers", "1,2", "--seconds", "5"]),
     ("record_writer", [], ["--rows", "20000"]),
     ("retrieval", [], ["--quick"]),
