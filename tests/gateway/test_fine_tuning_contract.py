@@ -1,5 +1,6 @@
 """The files and fine-tuning operations against OpenAI's published API description (`openai-openapi.yml`, OpenAPI
-3.1: its component schemas are JSON Schema 2020-12): every response body a route gives, in every job status, is valid
+3.1: its component schemas are JSON Schema 2020-12; the part read here is kept in `openai_fine_tuning_api.json`, see
+`openai_description.py`): every response body a route gives, in every job status, is valid
 against the schema the description names for that operation; the requests our tests send are valid requests; an
 error is OpenAI's `ErrorResponse`."""
 
@@ -16,6 +17,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from tests.gateway import openai_description
 from tests.gateway.conftest import BASE
 from tests.gateway.fine_tuning_support import (
     FakeTrainer,
@@ -27,28 +29,12 @@ from tests.gateway.fine_tuning_support import (
     wait_status,
 )
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "openai-openapi.yml"
 URN = "urn:openai-openapi"
-OPERATIONS = {  # operationId: (method, path), as the description names them
-    "createFile": ("post", "/files"),
-    "listFiles": ("get", "/files"),
-    "retrieveFile": ("get", "/files/{file_id}"),
-    "deleteFile": ("delete", "/files/{file_id}"),
-    "downloadFile": ("get", "/files/{file_id}/content"),
-    "createFineTuningJob": ("post", "/fine_tuning/jobs"),
-    "listPaginatedFineTuningJobs": ("get", "/fine_tuning/jobs"),
-    "retrieveFineTuningJob": ("get", "/fine_tuning/jobs/{fine_tuning_job_id}"),
-    "cancelFineTuningJob": ("post", "/fine_tuning/jobs/{fine_tuning_job_id}/cancel"),
-    "listFineTuningEvents": ("get", "/fine_tuning/jobs/{fine_tuning_job_id}/events"),
-    "listFineTuningJobCheckpoints": ("get", "/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints"),
-}
-
-pytestmark = pytest.mark.skipif(not SPEC.is_file(), reason=f"OpenAI's API description is not at {SPEC}")
 
 
 @cache
 def spec() -> dict[str, Any]:
-    return as_json_schema(yaml.safe_load(SPEC.read_text()))
+    return as_json_schema(openai_description.load())
 
 
 def as_json_schema(node: Any) -> Any:
@@ -85,7 +71,7 @@ def component(name: str) -> Draft202012Validator:
 
 
 def operation(operation_id: str) -> dict[str, Any]:
-    method, path = OPERATIONS[operation_id]
+    method, path = openai_description.OPERATIONS[operation_id]
     found = spec()["paths"][path][method]
     assert found["operationId"] == operation_id
     return found
@@ -108,7 +94,7 @@ def test_every_operation_is_in_the_description_and_served(tmp_path: Path):
     with open_env(tmp_path) as env:
         routes = {(method.lower(), route.path) for route in env.client.app.routes  # type: ignore[attr-defined]
                   for method in getattr(route, "methods", ())}  # fmt: skip
-    for operation_id, (method, path) in OPERATIONS.items():
+    for operation_id, (method, path) in openai_description.OPERATIONS.items():
         assert operation(operation_id)
         assert (method, "/v1" + path) in routes, operation_id
 
@@ -187,3 +173,9 @@ def test_jobs_in_every_status_follow_the_description(tmp_path: Path):
         check_response("retrieveFile", env.client.get(f"/v1/files/{result_file}", headers=auth).json())
         refused = env.client.post("/v1/fine_tuning/jobs", headers=auth, json={"model": BASE})
         assert refused.status_code == 400 and not list(component("ErrorResponse").iter_errors(refused.json()))
+
+
+@pytest.mark.skipif(not openai_description.SHARED.is_file(), reason="../shared/openai-openapi.yml is not here")
+def test_the_extract_is_the_published_description():
+    published = yaml.safe_load(openai_description.SHARED.read_text())
+    assert openai_description.extract(published) == openai_description.load()
