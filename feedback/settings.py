@@ -15,6 +15,14 @@ class RecordSettings(BaseModel):
     flush_interval_s: float = Field(
         default=0.05, ge=0, description="Longest time a row waits in memory for its batch to fill before it is written."
     )
+    writer_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling priority (nice) of the writer thread, on Linux: above 0 the thread serving requests "
+        "runs first when both want the same core, so a batch being written does not delay a request (the gateway's "
+        "p99). Rows that pile up still reach the back-pressure limit, never a silent drop. 0: as the process.",
+    )
     max_queue: int = Field(
         default=50_000,
         ge=1,

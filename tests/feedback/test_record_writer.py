@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -228,3 +229,17 @@ def test_a_row_submitted_after_close_is_spilled_for_the_next_start(make_writer, 
     second = make_writer(spill_dir=tmp_path / "spill")
     second.start()
     wait_until(lambda: count_rows() == 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a POSIX (Linux) feature")
+@pytest.mark.parametrize("nice", [0, 10])
+def test_the_writer_thread_yields_the_core_to_requests(make_writer, make_interaction, count_rows, nice):
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    writer = make_writer(writer_nice=nice)
+    writer.start()
+    writer.submit(make_interaction())
+    assert writer.flush(timeout=10) and count_rows() == 1
+    thread = writer._thread
+    assert thread is not None and thread.native_id is not None
+    assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == max(before, nice)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the thread serving requests keeps its priority
