@@ -51,6 +51,7 @@ def snippet(url: str, key: str | None, model: str) -> str:
         "reply = client.chat.completions.create(\n"
         f'    model="{model}",\n'
         f'    messages=[{{"role": "user", "content": "{QUESTION}"}}],\n'
+        "    temperature=0,  # the model's most likely answer, every time\n"
         ")\n"
         "print(reply.choices[0].message.content)"
     )

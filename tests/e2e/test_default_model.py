@@ -8,6 +8,8 @@ model, where speed matters.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,6 +38,15 @@ def test_up_serves_the_default_model_and_it_answers_a_factual_question(default_m
     )  # fmt: skip
     assert reply.model == BASE
     assert "Paris" in reply.choices[0].message.content
+
+    # The snippet `up` printed, pasted and run as it is (no max_tokens: the answer must end by itself).
+    log = gateway.log()
+    start = log.index("from openai import OpenAI")
+    end = log.index("print(reply.choices[0].message.content)", start) + len("print(reply.choices[0].message.content)")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(log[start:end], {})
+    assert "Paris" in printed.getvalue()
 
 
 def test_an_adapter_trained_on_the_real_model_changes_its_answers_as_trained(default_model_gateway):
