@@ -3,6 +3,7 @@ interval, markers on the time axis, bars; nothing drawn when there is nothing to
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from gateway.console.plots.axes import nice_ticks, percent
@@ -62,3 +63,18 @@ def test_nothing_to_draw_is_said_not_drawn():
 def test_ticks_are_round_numbers():
     assert nice_ticks(0, 1) == [0, 0.25, 0.5, 0.75, 1.0]
     assert nice_ticks(0, 37) == [0, 10, 20, 30]
+
+
+def test_time_labels_never_run_into_each_other():
+    # 48 hourly buckets ending mid-afternoon, as the tenant page draws them: the last tick sits near the right edge.
+    starts = [T0 + 16 * 3600 + hour * 3600 for hour in range(48)]
+    svg = str(stacked_bars("requests", starts, 3600, [Bars("support", [1.0] * 48)]).svg)
+    below_the_axis = r'<text class="tick" x="([\d.]+)" y="212" text-anchor="(\w+)">([^<]+)</text>'
+    x_labels = [(float(x), anchor, text) for x, anchor, text in re.findall(below_the_axis, svg)]
+    assert [text for _, _, text in x_labels] == ["02 Mar", "12:00", "03 Mar", "12:00"]  # the day at midnight
+    spans = []
+    for x, anchor, text in x_labels:
+        width = len(text) * 8.4
+        start = {"start": x, "middle": x - width / 2, "end": x - width}[anchor]
+        spans.append((start, start + width))
+    assert all(left[1] + 6 <= right[0] for left, right in itertools.pairwise(spans))

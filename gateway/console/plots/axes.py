@@ -56,8 +56,8 @@ def time_ticks(low: float, high: float, count: int = 4) -> tuple[list[float], Ca
     step = next((s for s in TIME_STEPS if span / s <= count), TIME_STEPS[-1])
     first = math.ceil(low / step) * step
     ticks = [float(t) for t in range(int(first), int(high) + 1, step)]
-    if step < 86400:
-        return ticks, lambda t: datetime.fromtimestamp(t, UTC).strftime("%d %b %H:%M")
+    if step < 86400:  # hours: the day at midnight, the hour elsewhere (short labels that do not collide)
+        return ticks, lambda t: datetime.fromtimestamp(t, UTC).strftime("%d %b" if t % 86400 == 0 else "%H:%M")
     return ticks, lambda t: datetime.fromtimestamp(t, UTC).strftime("%d %b")
 
 

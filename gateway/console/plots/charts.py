@@ -4,6 +4,7 @@ and for people who want the numbers; every plotted point can be reached with the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from gateway.console.plots.palette import MARKER, colour
 # Small on purpose: a chart is drawn at half a desktop page or a whole phone, so its text stays readable at both.
 WIDTH, HEIGHT = 440, 230
 LEFT, RIGHT, TOP, BOTTOM = 46, 12, 22, 34
+TICK_CHAR_WIDTH = 8.4  # a tick label's character at its largest font size (14 px, phone width), in SVG units
 DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "10 4")  # a second cue besides the hue
 MAX_FOCUSABLE = 80  # past this many points, the table carries them and the line alone is drawn
 
@@ -277,13 +279,18 @@ def _x_axis(x: Scale, time_axis: bool, x_label: str) -> list[str]:
         whole = x.low == int(x.low) and x.high == int(x.high)
         ticks = [t for t in nice_ticks(x.low, x.high, 5) if x.low <= t <= x.high and (not whole or t == int(t))]
         label = number
+    taken = -math.inf  # where the last label drawn ends
     for tick in ticks:
         tx = x(tick)
         anchor = "end" if tx > WIDTH - RIGHT - 40 else "start" if tx < LEFT + 40 else "middle"
-        parts.append(
-            f'<line class="axis" x1="{tx:.1f}" x2="{tx:.1f}" y1="{base}" y2="{base + 4}"/>'
-            f'<text class="tick" x="{tx:.1f}" y="{base + 16}" text-anchor="{anchor}">{escape(label(tick))}</text>'
-        )
+        text = label(tick)
+        width = len(text) * TICK_CHAR_WIDTH
+        start = {"start": tx, "middle": tx - width / 2, "end": tx - width}[anchor]
+        parts.append(f'<line class="axis" x1="{tx:.1f}" x2="{tx:.1f}" y1="{base}" y2="{base + 4}"/>')
+        if start < taken + 6:  # it would run into the label before: the tick stays, unlabelled
+            continue
+        taken = start + width
+        parts.append(f'<text class="tick" x="{tx:.1f}" y="{base + 16}" text-anchor="{anchor}">{escape(text)}</text>')
     if x_label:
         parts.append(
             f'<text class="axis-title" x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end">{escape(x_label)}</text>'
