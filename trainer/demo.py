@@ -154,10 +154,7 @@ def run_demo(*, url: str | None, keep: bool, requests: int, console: Console) ->
         return 0 if all(run.outcome and run.outcome.status == "promoted" for run in runs) else 1
     finally:
         if gateway is not None:
-            if keep:
-                console.print(f"[dim]gateway left running at {gateway.url} (pid {gateway.process.pid})[/]")
-            else:
-                gateway.stop()
+            gateway.finish(keep=keep, console=console)
 
 
 def set_up(client: GatewayClient, tenant: DemoTenant) -> str:

@@ -73,6 +73,13 @@ class DemoGateway:
         gateway.stop()
         raise TimeoutError(f"the gateway was not ready after {timeout_s:.0f} s; its log:\n{_tail(log_path)}")
 
+    def finish(self, *, keep: bool, console: Console) -> None:
+        """The end of a demo: stopped, or left running (`--keep`) with where to find it."""
+        if keep:
+            console.print(f"[dim]gateway left running at {self.url} (pid {self.process.pid})[/]")
+        else:
+            self.stop()
+
     def stop(self) -> None:
         """Ctrl-C, as a person would: the gateway stops its engine, and nothing is left running."""
         if self.process.poll() is None:

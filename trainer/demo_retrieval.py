@@ -73,10 +73,7 @@ def run_retrieval_demo(*, url: str | None, keep: bool, console: Console) -> int:
         return 0 if right_grounded > right_plain else 1
     finally:
         if gateway is not None:
-            if keep:
-                console.print(f"[dim]gateway left running at {gateway.url} (pid {gateway.process.pid})[/]")
-            else:
-                gateway.stop()
+            gateway.finish(keep=keep, console=console)
 
 
 def upload(url: str, admin_key: str, console: Console) -> None:
