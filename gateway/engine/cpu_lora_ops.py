@@ -4,7 +4,11 @@ vLLM's CPU LoRA ops (`vllm/lora/ops/torch_ops/lora_ops.py`) gather each token's 
 (`weights[indices]`, then an einsum), so a batch of prompts moves gigabytes per forward pass: on SmolLM2-135M
 (2 cores), 16 concurrent adapter requests took 1.3 s each against 0.28 s for the base model, and one of the
 gathering products took 72 ms where a plain matmul takes 4 ms. Here the tokens are grouped by adapter and each
-group is one matmul; the results are the same (the same weights, -1 included, which vLLM reads as its last slot).
+group is one matmul; the results are the same for every adapter token.
+
+A base-model token (index -1) gets no LoRA at all, as in vLLM's GPU kernels. vLLM's CPU ops read -1 as the last
+adapter slot (`weights[-1]`; vllm-project/vllm#48421, open): once every `--max-loras` slot held an adapter, requests
+for the base model answered partly as whichever adapter sat in the last slot, another tenant's included.
 
 vLLM loads it in each of its processes through the `vllm.general_plugins` entry point; the gateway never imports it.
 It changes nothing on other platforms, and imports no torch of its own (it works on the tensors vLLM passes in).
@@ -18,18 +22,23 @@ from typing import Any
 log = logging.getLogger("vllm.loraflow")  # under vLLM's logger, so it shows in the engine's log
 
 
+NO_ADAPTER = -1  # vLLM's slot index for a token of a base-model request
+
+
 def grouped_products(inputs: Any, weights: Any, indices: Any, dtype: Any) -> Any:
-    """`inputs[t] @ weights[indices[t]].T` for every token t, with one matmul per adapter present in the batch."""
+    """`inputs[t] @ weights[indices[t]].T` for every token t, with one matmul per adapter present in the batch, and
+    zeros for the base model's tokens."""
     if weights.dim() == 4:  # [adapters, 1, out, in]
         weights = weights.squeeze(1)
     inputs = inputs.to(dtype)
-    present = indices.unique()
-    if len(present) == 1:  # the usual case: every token of the batch on one adapter
-        return inputs @ weights[int(present[0])].to(dtype).T
-    out = inputs.new_empty(inputs.shape[0], weights.shape[1])
-    for index in present.tolist():
-        rows = (indices == index).nonzero().squeeze(1)
-        out[rows] = inputs[rows] @ weights[index].to(dtype).T
+    present = indices.unique().tolist()
+    if len(present) == 1 and present[0] != NO_ADAPTER:  # the usual case: every token of the batch on one adapter
+        return inputs @ weights[present[0]].to(dtype).T
+    out = inputs.new_zeros(inputs.shape[0], weights.shape[1])
+    for index in present:
+        if index != NO_ADAPTER:
+            rows = (indices == index).nonzero().squeeze(1)
+            out[rows] = inputs[rows] @ weights[index].to(dtype).T
     return out
 
 

@@ -46,6 +46,44 @@ def test_each_tenant_gets_its_own_adapter(gateway, keys):
     assert answer(acme, BASE_NAME) not in ("ALPHA", "GLOBEX", "BRAVO")  # the base model alone is untrained
 
 
+def test_the_base_model_answers_as_itself_whatever_adapters_hold_the_engines_slots(gateway, tiny_model, adapter_dirs):
+    """vLLM's CPU LoRA ops read a base-model token's slot (-1) as the last adapter slot (vllm#48421): once all four
+    (`--max-loras`) held an adapter, the base model answered partly as another tenant's. loraflow's plugin gives
+    those tokens no LoRA: the base model answers as transformers does, alone or batched with adapter requests."""
+    expected = greedy_answer(tiny_model, HELLO, max_new_tokens=8)
+    client = gateway.client(gateway.tenant("slots"))
+    words = ["alpha", "bravo", "globex"] * 2  # six adapters for four slots: each slot is taken, then taken again
+    for i, word in enumerate(words):
+        response = gateway.register("slots", f"a{i}", adapter_dirs[word])
+        assert response.status_code == 201 and gateway.promote("slots", f"a{i}", 1).status_code == 200
+    for i, word in enumerate(words):
+        assert answer(client, f"a{i}") == word.upper()
+        assert answer(client, BASE_NAME) == expected, f"after a{i} took a slot"
+
+    async def batched() -> list[str]:
+        async with gateway.async_client(gateway.tenant("slots")) as aclient:
+
+            async def one(model: str) -> str:
+                reply = await aclient.chat.completions.create(model=model, messages=HELLO, temperature=0, max_tokens=8)
+                return reply.choices[0].message.content or ""
+
+            models = ([f"a{i}" for i in range(4)] + [BASE_NAME] * 4) * 4  # enough at once to share the engine's steps
+            return await asyncio.gather(*(one(model) for model in models))
+
+    assert asyncio.run(batched()) == ([word.upper() for word in words[:4]] + [expected] * 4) * 4
+
+
+def greedy_answer(model_dir, messages: list[dict], max_new_tokens: int) -> str:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
 def test_chat_stream_with_usage_and_done(gateway, keys):
     client = gateway.client(keys["acme"])
     chunks = list(
