@@ -16,6 +16,14 @@ from trainer.gateway_client import GatewayClient, GatewayError, RunFinished
 from trainer.progress import TrainingProgress
 
 log = logging.getLogger(__name__)
+LOSS_CURVE_POINTS = 200  # the most points of the live loss plot sent with an update
+
+
+def thinned(points: list[tuple[int, float]], most: int) -> list[tuple[int, float]]:
+    """At most `most` of `points`, evenly spaced, the first and the last always among them."""
+    if len(points) <= most:
+        return list(points)
+    return [points[round(i * (len(points) - 1) / (most - 1))] for i in range(most)]
 
 
 class RunLost(RuntimeError):
@@ -40,6 +48,7 @@ class RunStatus:
         self._lock = threading.Lock()  # one update on the wire at a time, heartbeat or not
         self._stopped = threading.Event()
         self._last_progress = 0.0
+        self._loss_curve: list[tuple[int, float]] = []  # every step's loss of the training stage, for the live plot
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat {run_id}", daemon=True)
 
     def __enter__(self) -> RunStatus:
@@ -51,11 +60,16 @@ class RunStatus:
         self._thread.join(timeout=self.heartbeat_s + 5)
 
     def stage(self, name: str) -> None:
+        """A new stage: its progress starts empty, but for the training's loss curve, which stays on the run's page."""
         self.current_stage = name
-        self._send(stage=name, progress={})
+        self._send(stage=name, progress=self._curve_so_far())
 
     def progress(self, progress: TrainingProgress) -> None:
         """A `ProgressCallback`: sends the step and loss at most every `progress_interval_s`, and the last step."""
+        if progress.step == 0:  # a training starts (again, after a lost run is retried): a new curve
+            self._loss_curve = []
+        if progress.loss is not None:
+            self._loss_curve.append((progress.step, round(progress.loss, 5)))
         now = time.monotonic()
         last = progress.total_steps > 0 and progress.step >= progress.total_steps
         if not last and now - self._last_progress < self.progress_interval_s:
@@ -68,6 +82,7 @@ class RunStatus:
             "epoch": round(progress.epoch, 3),
             "loss": progress.loss,
             "elapsed_s": round(progress.elapsed_s, 1),
+            **self._curve_so_far(),
         }
         self._send(progress=body)
 
@@ -78,7 +93,12 @@ class RunStatus:
             self.check()
             return
         self._last_progress = now
-        self._send(progress={"step": done, "total_steps": total, "elapsed_s": round(elapsed_s, 1)})
+        self._send(
+            progress={"step": done, "total_steps": total, "elapsed_s": round(elapsed_s, 1), **self._curve_so_far()}
+        )
+
+    def _curve_so_far(self) -> dict[str, Any]:
+        return {"loss_curve": thinned(self._loss_curve, LOSS_CURVE_POINTS)} if self._loss_curve else {}
 
     def candidate(self, version: str) -> None:
         self._send(candidate=version)

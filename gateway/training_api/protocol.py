@@ -26,6 +26,9 @@ class Progress(BaseModel):
     epoch: float | None = None
     loss: float | None = None
     elapsed_s: float | None = None
+    loss_curve: list[tuple[int, float]] | None = Field(
+        None, max_length=1000, description="(step, training loss) so far, thinned by the trainer: the live loss plot."
+    )
 
 
 class RunUpdate(BaseModel):

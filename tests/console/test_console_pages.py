@@ -28,11 +28,14 @@ def test_a_running_run_shows_its_progress_and_the_page_polls_it(world: World):
     with gw.sessions() as session:  # one session per call, as the training API uses them
         run = runs.start_run(session, "globex", "secret-alias", "manual", "test", 60)
     with gw.sessions() as session:
-        runs.update_run(session, "globex", run.id, {"stage": "training", "progress": {"step": 3, "total_steps": 12,
-                                                                                     "loss": 1.25}}, 60)  # fmt: skip
+        progress = {"step": 3, "total_steps": 12, "loss": 1.25, "loss_curve": [[1, 2.0], [2, 1.5], [3, 1.25]]}
+        runs.update_run(session, "globex", run.id, {"stage": "training", "progress": progress}, 60)
     admin = sign_in(world.client, ADMIN)
     page = admin.get(f"/console/tenants/globex/runs/{run.id}").text
     assert "step 3 of 12" in page and "data-poll=" in page and 'value="0.25"' in page
+    live = re.search(r'id="live-loss-chart".*?<polyline class="series" [^>]*data-points="(\d+)" points="([^"]+)"', page,
+                     re.DOTALL)  # fmt: skip
+    assert live and int(live.group(1)) == 3 and len(live.group(2).split()) == 3  # the loss so far, drawn
     status = admin.get(f"/console/tenants/globex/runs/{run.id}/status.json").json()
     assert (status["status"], status["stage"], status["fraction"]) == ("running", "training", 0.25)
     assert run.id in admin.get("/console/").text  # in progress, on the overview

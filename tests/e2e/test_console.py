@@ -1,8 +1,8 @@
 """The console in a real Chromium against the real gateway and vLLM: sign in, find an alias and promote a version by
 clicking (the alias flips in `GET /v1/models` and in what answers), follow a training run the trainer makes to its
-report and loss curve, filter interactions by 👎 and open one, upload and delete a document with a progress bar; a
-tenant's session sees nothing of another tenant and a change without the CSRF token is refused. Every page is
-screenshotted to var/test-artifacts/console/ (1280 px, and phone width for some)."""
+report and loss curve (drawn live as the trainer reports), filter interactions by 👎 and open one, upload and delete
+a document with a progress bar; a tenant's session sees nothing of another tenant and a change without the CSRF
+token is refused. Every page is screenshotted to var/test-artifacts/console/ (1280 px, and phone width for some)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from tests.e2e.stack import ADMIN_KEY
 from trainer import demo_tasks, demo_users
 from trainer.cycle import Cycle
 from trainer.gateway_client import GatewayClient
+from trainer.run_status import LOSS_CURVE_POINTS, thinned
 from trainer.settings import TrainerSettings
 
 pytestmark = pytest.mark.e2e
@@ -159,7 +160,6 @@ def test_open_a_training_run_follow_it_and_see_its_loss_curve(gateway, run_in_pr
     sign_in(page, gateway.url, ADMIN_KEY, f"/console/tenants/{TRAIN_TENANT}/runs/{run_id}")
     if not run_in_progress["outcome"]:  # still running: the live view
         expect(page.locator(".decision")).to_contain_text("running")
-        shot(page, "08-run-live")
     # The page follows the run by itself and shows the report once it ends.
     page.wait_for_selector(".decision-promoted, .decision-rejected", timeout=300_000)
     run_in_progress["thread"].join(60)
@@ -168,6 +168,9 @@ def test_open_a_training_run_follow_it_and_see_its_loss_curve(gateway, run_in_pr
     expect(page.locator("#reason")).to_contain_text(outcome.reason[:60])
     losses = outcome.report.training.losses
     assert len(losses) == outcome.report.training.steps > 0
+    live = gateway.admin("GET", f"/tenants/{TRAIN_TENANT}/training-runs/{run_id}").json()["progress"]["loss_curve"]
+    sent = thinned([(step, round(loss, 5)) for step, loss in enumerate(losses, start=1)], LOSS_CURVE_POINTS)
+    assert [loss for _, loss in live] == [loss for _, loss in sent]  # the trainer sent the steps' losses as it went
     line = page.locator("#loss-chart polyline.series")
     assert int(line.get_attribute("data-points") or 0) == len(losses)
     assert len((line.get_attribute("points") or "").split()) == len(losses)  # one vertex per step, drawn
@@ -176,6 +179,37 @@ def test_open_a_training_run_follow_it_and_see_its_loss_curve(gateway, run_in_pr
     page.set_viewport_size(PHONE)
     assert fits_the_width(page)
     shot(page, "10-run-report-phone")
+
+
+def test_a_running_runs_loss_curve_is_drawn_live_without_a_reload(gateway, page):
+    """The trainer's updates (sent here as the trainer sends them, over the admin API) carry the loss so far: the
+    page's plot grows as they come, without reloading, and the report replaces it once the run ends."""
+    tenant = "console-live"
+    assert gateway.admin("POST", "/tenants", json={"id": tenant}).status_code == 201
+    assert gateway.admin("POST", f"/tenants/{tenant}/adapters", json={"alias": "support"}).status_code == 201
+    started = gateway.admin("POST", f"/tenants/{tenant}/training-runs", json={"adapter": "support"})
+    assert started.status_code == 201, started.text
+    run = f"/tenants/{tenant}/training-runs/{started.json()['id']}"
+
+    def train_to(step: int) -> None:
+        curve = [[n, round(2.0 / n, 4)] for n in range(1, step + 1)]
+        progress = {"step": step, "total_steps": 40, "loss": curve[-1][1], "loss_curve": curve}
+        assert gateway.admin("PATCH", run, json={"stage": "training", "progress": progress}).status_code == 200
+
+    train_to(3)
+    sign_in(page, gateway.url, ADMIN_KEY, f"/console{run.replace('training-runs', 'runs')}")
+    series = page.locator("#live-loss-chart polyline.series")
+    expect(series).to_have_attribute("data-points", "3")
+    page.evaluate("window.notReloaded = true")
+    train_to(12)
+    expect(series).to_have_attribute("data-points", "12", timeout=15_000)
+    assert len((series.get_attribute("points") or "").split()) == 12
+    expect(page.locator(".decision [data-field=progress-text]")).to_contain_text("step 12 of 40")
+    assert page.evaluate("window.notReloaded === true")  # drawn in place
+    shot(page, "08-run-live")
+    done = {"status": "rejected", "reason": "stopped by the test", "report": {}, "report_markdown": "# stopped"}
+    assert gateway.admin("PATCH", run, json=done).status_code == 200
+    expect(page.locator("#reason")).to_contain_text("stopped by the test", timeout=15_000)
 
 
 def test_a_tenant_session_sees_nothing_of_another_tenant(gateway, acme, run_in_progress, page):

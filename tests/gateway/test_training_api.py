@@ -30,12 +30,16 @@ def test_one_running_run_per_tenant(env):
     run_id = first.json()["id"]
     progress = {"stage": "training", "progress": {"step": 3, "total_steps": 10, "loss": 1.5}}
     assert env.admin("PATCH", f"/tenants/acme/training-runs/{run_id}", json=progress).status_code == 200
+    for curve in ([[1, 2.0]] * 1001, [["one", 2.0]], [[1, 2.0, 3]]):  # the live loss plot's points: bounded, pairs
+        bad = {"progress": {"step": 4, "loss_curve": curve}}
+        refused = env.admin("PATCH", f"/tenants/acme/training-runs/{run_id}", json=bad)
+        assert refused.status_code == 400 and "loss_curve" in refused.json()["error"]["message"]
     done = {"status": "rejected", "reason": "no better", "report": {"decision": "reject"}, "report_markdown": "# Run"}
     assert env.admin("PATCH", f"/tenants/acme/training-runs/{run_id}", json=done).json()["finished_at"]
     assert env.admin("PATCH", f"/tenants/acme/training-runs/{run_id}", json={"stage": "x"}).status_code == 409
     assert start(env).status_code == 201  # the lock was released with the final status
     full = env.admin("GET", f"/tenants/acme/training-runs/{run_id}").json()
-    assert full["report"] == {"decision": "reject"} and full["progress"]["step"] == 3
+    assert full["report"] == {"decision": "reject"} and full["progress"]["step"] == 3  # nothing of the refused updates
     assert env.admin("GET", f"/tenants/acme/training-runs/{run_id}/report.md").text == "# Run"
     listed = env.admin("GET", "/tenants/acme/training-runs").json()
     assert [r["status"] for r in listed] == ["running", "rejected"] and "report" not in listed[0]

@@ -84,3 +84,21 @@ def test_the_final_update_ends_the_run(client, gateway):
     run = gateway.runs[run_id]
     assert (run["status"], run["reason"], run["report_markdown"]) == ("rejected", "not better", "# report")
     start(client)  # the lock is free again
+
+
+def test_the_training_loss_so_far_goes_with_the_progress_for_the_live_plot(client, gateway):
+    run_id = start(client)
+    with RunStatus(client, "acme", run_id, heartbeat_s=10, progress_interval_s=60) as status:
+        status.progress(TrainingProgress(0, 1000, 0.0, None, 0.0))  # the training begins: no loss yet
+        for n in range(1, 1001):
+            status.progress(TrainingProgress(n, 1000, n / 1000, 2.0 - n / 1000, float(n)))
+        curve = gateway.runs[run_id]["progress"]["loss_curve"]
+        assert len(curve) == 200 and curve[0] == [1, 1.999] and curve[-1] == [1000, 1.0]  # thinned, ends kept
+        assert [step for step, _ in curve] == sorted({step for step, _ in curve})
+        status.stage("evaluating")  # while the candidate is evaluated, the training's curve stays
+        assert gateway.runs[run_id]["progress"] == {"loss_curve": curve}
+        status.counted(10, 10, 1.0)
+        assert gateway.runs[run_id]["progress"]["loss_curve"] == curve
+        status.progress(TrainingProgress(0, 4, 0.0, None, 0.0))  # a training that starts again, a new curve
+        status.progress(TrainingProgress(4, 4, 1.0, 0.5, 1.0))
+        assert gateway.runs[run_id]["progress"]["loss_curve"] == [[4, 0.5]]

@@ -1,7 +1,7 @@
-"""A training run's page: live stage and progress while it runs; then its report — data counts, settings, the loss
-curve, scores per scorer side by side (held-out and golden), sample answers, the decision and its reason, time per
-stage. The report is the trainer's JSON as stored through the admin API (trainer/report.py); read defensively, since
-older runs lack newer fields."""
+"""A training run's page: live stage, progress and loss curve while it runs; then its report — data counts, settings,
+the loss curve, scores per scorer side by side (held-out and golden), sample answers, the decision and its reason,
+time per stage. The report is the trainer's JSON as stored through the admin API (trainer/report.py); read
+defensively, since older runs lack newer fields."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def run_page(gw: Gateway, tenant_id: str, run_id: str) -> dict[str, Any]:
         "held": run.status == "held",
         "run": run,
         "live": live_status(run),
+        "live_loss_chart": loss_chart((run.progress or {}).get("loss_curve") or []),  # drawn while it runs
         "report": report,
         "incumbent": incumbent,
         "candidate": candidate,
@@ -39,7 +40,7 @@ def run_page(gw: Gateway, tenant_id: str, run_id: str) -> dict[str, Any]:
         "samples": report.get("samples") or [],
         "notes": report.get("notes") or [],
         "timings": report.get("timings") or {},
-        "loss_chart": loss_chart(training.get("losses") or []),
+        "loss_chart": loss_chart(list(enumerate(training.get("losses") or [], start=1))),
         "score_chart": score_chart(scores, incumbent, candidate),
         "time_chart": horizontal_bars("Time per stage", list(report.get("timings") or {}),
                                       list((report.get("timings") or {}).values())),
@@ -54,10 +55,11 @@ def live_status(run: TrainingRun) -> dict[str, Any]:
     return {**RunSummary.of(run).model_dump(mode="json"), "fraction": fraction}
 
 
-def loss_chart(losses: list[float]) -> Chart:
-    points = [Point(float(step), float(loss)) for step, loss in enumerate(losses, start=1) if loss is not None]
+def loss_chart(losses: list[Any]) -> Chart:
+    """The training loss over steps, from (step, loss) pairs: the report's every step, or the live progress's."""
+    points = [Point(float(step), float(loss)) for step, loss in losses if loss is not None]
     return line_chart(
-        f"Training loss per step ({len(points)} steps)",
+        f"Training loss per step ({int(points[-1].x) if points else 0} steps)",
         [Line("training loss", points)],
         time_axis=False,
         y_format=number,

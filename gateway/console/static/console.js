@@ -31,7 +31,17 @@ document.addEventListener("focusin", (event) => {
   readout.textContent = item.getAttribute("aria-label");
 });
 
-// A running training run: follow its stage and progress; reload for the report once it ends.
+// The live loss plot is drawn by the server like every chart: the page is fetched again and its plot swapped in.
+async function redraw(box) {
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(response.status);
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.querySelector('[data-live="loss"]');
+  const current = box.querySelector('[data-live="loss"]');
+  if (fresh && current) current.replaceWith(fresh);
+}
+
+// A running training run: follow its stage, progress and loss; reload for the report once it ends.
 function follow(box) {
   const url = box.dataset.poll;
   const set = (name, value) => {
@@ -52,6 +62,9 @@ function follow(box) {
       if (p.loss !== undefined && p.loss !== null) text += `, loss ${Number(p.loss).toFixed(4)}`;
       set("progress-text", text);
       set("heartbeat", new Date(run.heartbeat_at).toISOString().slice(0, 16).replace("T", " ") + " UTC");
+      const points = (p.loss_curve || []).length;
+      const drawn = box.querySelector('[data-live="loss"] polyline.series');
+      if (points && (!drawn || Number(drawn.dataset.points) !== points)) await redraw(box);
     } catch (error) {
       set("progress-text", "(lost contact; retrying)");
     }
