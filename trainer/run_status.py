@@ -66,7 +66,7 @@ class RunStatus:
 
     def progress(self, progress: TrainingProgress) -> None:
         """A `ProgressCallback`: sends the step and loss at most every `progress_interval_s`, and the last step."""
-        if progress.step == 0:  # a training starts (again, after a lost run is retried): a new curve
+        if progress.step == 0:  # a training begins: its own curve
             self._loss_curve = []
         if progress.loss is not None:
             self._loss_curve.append((progress.step, round(progress.loss, 5)))
