@@ -130,7 +130,7 @@ def convert(
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             with _tensor_progress(s):
                 gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-            expected = _greedy(gguf_model, tokenizer, check)
+            expected = greedy_tokens(gguf_model, tokenizer, check.prompt, check.max_new_tokens)
 
         with stages.stage("save as safetensors"):
             # A plain model of the same config: transformers refuses to save one it loaded from GGUF.
@@ -144,7 +144,7 @@ def convert(
 
         with stages.stage("check a greedy answer") as step:
             model = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32)
-            converted = _greedy(model, AutoTokenizer.from_pretrained(staging), check)
+            converted = greedy_tokens(model, AutoTokenizer.from_pretrained(staging), check.prompt, check.max_new_tokens)
             answer = str(tokenizer.decode(converted, skip_special_tokens=True)).strip()
             step.note(repr(answer[:40]))
             if converted != expected:
@@ -173,24 +173,26 @@ def convert(
     return out
 
 
-def _greedy(model, tokenizer, check: Check) -> list[int]:
+def greedy_tokens(model, tokenizer, prompt: str, max_new_tokens: int) -> list[int]:
+    """A transformers model's greedy answer to one user message, as token ids: the conversion's check, and the
+    reference the tests hold vLLM's answers to."""
     import torch
 
-    messages = [{"role": "user", "content": check.prompt}]
+    messages = [{"role": "user", "content": prompt}]
     if tokenizer.chat_template:
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
     else:
-        ids = tokenizer(check.prompt)["input_ids"]
-    prompt = torch.tensor([list(ids)])
+        ids = tokenizer(prompt)["input_ids"]
+    batch = torch.tensor([list(ids)])
     with torch.inference_mode():
         output = model.generate(
-            prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=check.max_new_tokens,
+            batch,
+            attention_mask=torch.ones_like(batch),
+            max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         )
-    return output[0, prompt.shape[1] :].tolist()
+    return output[0, batch.shape[1] :].tolist()
 
 
 def _plain_config(path: Path) -> None:

@@ -14,6 +14,7 @@ import torch
 from tests.e2e.stack import start_engine
 from tests.trainer.gguf_files import write_llama
 from trainer import base_model
+from trainer.gguf_model import greedy_tokens
 
 pytestmark = pytest.mark.e2e
 PROMPTS = ["Hello! Who are you?", "Route this support ticket to one label.", "What is the capital of France?"]
@@ -29,9 +30,7 @@ def gguf_answers(gguf: Path, n: int) -> dict[str, tuple[list[int], list[int]]]:
     for prompt in PROMPTS:
         messages = [{"role": "user", "content": prompt}]
         ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
-        batch = torch.tensor([ids])
-        out = model.generate(batch, attention_mask=torch.ones_like(batch), max_new_tokens=n, do_sample=False)
-        answers[prompt] = (ids, _without_eos(out[0, len(ids) :].tolist(), tokenizer.eos_token_id))
+        answers[prompt] = (ids, _without_eos(greedy_tokens(model, tokenizer, prompt, n), tokenizer.eos_token_id))
     return answers
 
 

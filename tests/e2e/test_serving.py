@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.stack import BASE_NAME, HELLO
 from trainer import demo_tasks
+from trainer.gguf_model import greedy_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +51,7 @@ def test_the_base_model_answers_as_itself_whatever_adapters_hold_the_engines_slo
     """vLLM's CPU LoRA ops read a base-model token's slot (-1) as the last adapter slot (vllm#48421): once all four
     (`--max-loras`) held an adapter, the base model answered partly as another tenant's. loraflow's plugin gives
     those tokens no LoRA: the base model answers as transformers does, alone or batched with adapter requests."""
-    expected = greedy_answer(tiny_model, HELLO, max_new_tokens=8)
+    expected = greedy_answer(tiny_model, HELLO[0]["content"], max_new_tokens=8)
     client = gateway.client(gateway.tenant("slots"))
     words = ["alpha", "bravo", "globex"] * 2  # six adapters for four slots: each slot is taken, then taken again
     for i, word in enumerate(words):
@@ -73,15 +74,13 @@ def test_the_base_model_answers_as_itself_whatever_adapters_hold_the_engines_slo
     assert asyncio.run(batched()) == ([word.upper() for word in words[:4]] + [expected] * 4) * 4
 
 
-def greedy_answer(model_dir, messages: list[dict], max_new_tokens: int) -> str:
+def greedy_answer(model_dir, prompt: str, max_new_tokens: int) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    return tokenizer.decode(greedy_tokens(model, tokenizer, prompt, max_new_tokens), skip_special_tokens=True)
 
 
 def test_chat_stream_with_usage_and_done(gateway, keys):

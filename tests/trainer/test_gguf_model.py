@@ -42,14 +42,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def greedy(model, tokenizer, prompt: str, n: int = 16) -> list[int]:
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                        return_dict=True)["input_ids"]  # fmt: skip
-    batch = torch.tensor([list(ids)])
-    out = model.generate(batch, attention_mask=torch.ones_like(batch), max_new_tokens=n, do_sample=False)
-    return out[0, batch.shape[1] :].tolist()
-
-
 def test_a_gguf_converts_to_a_directory_that_answers_exactly_as_the_gguf_did(tiny_gguf: Path, tmp_path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -60,7 +52,8 @@ def test_a_gguf_converts_to_a_directory_that_answers_exactly_as_the_gguf_did(tin
     after = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     after_tokenizer = AutoTokenizer.from_pretrained(out)
     for prompt in PROMPTS:
-        assert greedy(after, after_tokenizer, prompt) == greedy(before, before_tokenizer, prompt)
+        converted = gguf_model.greedy_tokens(after, after_tokenizer, prompt, 16)
+        assert converted == gguf_model.greedy_tokens(before, before_tokenizer, prompt, 16)
     assert after_tokenizer.chat_template == before_tokenizer.chat_template
     config = json.loads((out / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"  # vLLM would look for GGUF weights
